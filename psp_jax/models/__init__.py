@@ -1,0 +1,9 @@
+"""Flax modules: dilated ResNet, pyramid pooling, PSPNet heads and PSPNet."""
+from psp_jax.models.normalization import BatchNorm
+from psp_jax.models.ops import adaptive_pool, resize_bilinear
+from psp_jax.models.ppm import PyramidPooling
+from psp_jax.models.pspnet import PSPNet
+from psp_jax.models.resnet import BNConfig, ResNet
+
+__all__ = ["BatchNorm", "BNConfig", "PSPNet", "PyramidPooling", "ResNet", "adaptive_pool",
+           "resize_bilinear"]

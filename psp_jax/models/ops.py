@@ -1,0 +1,86 @@
+"""Spatial ops with PyTorch's exact semantics: bilinear resize and adaptive pooling.
+
+`jax.image.resize` implements only the half-pixel ("align_corners=False") convention and
+antialiases when shrinking; PyTorch checkpoints were trained with `F.interpolate(...,
+align_corners=True)` (PSPNet) and `align_corners=False` without antialiasing (CascadePSP).
+Both are written here as small interpolation matrices applied with einsum: exact, static in
+shape, and a matrix product on every backend.
+"""
+from __future__ import annotations
+
+import math
+from typing import Literal, Sequence
+
+import jax.numpy as jnp
+import numpy as np
+
+
+def linear_interpolation_matrix(in_size: int, out_size: int, align_corners: bool) -> np.ndarray:
+  """(out_size, in_size) matrix M so that M @ x is PyTorch's 1-D linear interpolation of x.
+
+  align_corners=True:  src = dst * (in - 1) / (out - 1)   (corners map to corners).
+  align_corners=False: src = (dst + 0.5) * in / out - 0.5, clamped at 0 (half-pixel centres).
+  """
+  if in_size < 1 or out_size < 1:
+    raise ValueError(f"resize sizes must be >= 1, got in_size={in_size}, out_size={out_size}")
+  dst = np.arange(out_size, dtype=np.float64)
+  if align_corners:
+    scale = (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
+    src = dst * scale
+  else:
+    src = np.maximum((dst + 0.5) * (in_size / out_size) - 0.5, 0.0)
+  lo = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
+  hi = np.minimum(lo + 1, in_size - 1)
+  frac = src - lo
+  m = np.zeros((out_size, in_size), dtype=np.float64)
+  rows = np.arange(out_size)
+  np.add.at(m, (rows, lo), 1.0 - frac)
+  np.add.at(m, (rows, hi), frac)
+  return m.astype(np.float32)
+
+
+def resize_bilinear(x: jnp.ndarray, size: Sequence[int], align_corners: bool) -> jnp.ndarray:
+  """Bilinear resize of NHWC `x` to `size` = (H', W'), as `F.interpolate(mode='bilinear')`.
+
+  No antialiasing (PyTorch does none). Returns x unchanged when the size already matches.
+  """
+  if x.ndim != 4:
+    raise ValueError(f"resize_bilinear expects NHWC input of rank 4, got shape {x.shape}")
+  out_h, out_w = int(size[0]), int(size[1])
+  _, h, w, _ = x.shape
+  if (h, w) == (out_h, out_w):
+    return x
+  mh = jnp.asarray(linear_interpolation_matrix(h, out_h, align_corners), dtype=x.dtype)
+  mw = jnp.asarray(linear_interpolation_matrix(w, out_w, align_corners), dtype=x.dtype)
+  if h != out_h:
+    x = jnp.einsum("oh,nhwc->nowc", mh, x)
+  if w != out_w:
+    x = jnp.einsum("pw,nowc->nopc", mw, x)
+  return x
+
+
+def adaptive_pool_cells(length: int, bins: int) -> list[tuple[int, int]]:
+  """PyTorch's adaptive-pooling cells: cell i covers [floor(i*L/n), ceil((i+1)*L/n)).
+
+  Cells overlap when `bins` does not divide `length`; with bins > length some cells repeat.
+  """
+  if bins < 1:
+    raise ValueError(f"adaptive pooling needs bins >= 1, got {bins}")
+  return [(math.floor(i * length / bins), math.ceil((i + 1) * length / bins)) for i in range(bins)]
+
+
+def adaptive_pool(x: jnp.ndarray, bins: int, mode: Literal["avg", "max"] = "avg") -> jnp.ndarray:
+  """Adaptive average or max pooling of NHWC `x` to (N, bins, bins, C), PyTorch cell boundaries.
+
+  Shapes are static, so the cells are static slices: no masks, exact for any H, W.
+  """
+  if mode not in ("avg", "max"):
+    raise ValueError(f"adaptive_pool mode must be 'avg' or 'max', got {mode!r}")
+  _, h, w, _ = x.shape
+  reduce = jnp.mean if mode == "avg" else jnp.max
+  rows = []
+  for h0, h1 in adaptive_pool_cells(h, bins):
+    band = x[:, h0:h1]
+    cells = [reduce(band[:, :, w0:w1], axis=(1, 2)) for w0, w1 in adaptive_pool_cells(w, bins)]
+    rows.append(jnp.stack(cells, axis=1))  # (N, bins, C)
+  return jnp.stack(rows, axis=1)  # (N, bins, bins, C)

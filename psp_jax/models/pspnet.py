@@ -1,0 +1,79 @@
+"""PSPNet: dilated ResNet -> pyramid pooling (or none) -> main head, plus the auxiliary head."""
+from __future__ import annotations
+
+from typing import Any, Literal, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from psp_jax.models.heads import SegHead
+from psp_jax.models.ops import resize_bilinear
+from psp_jax.models.ppm import PyramidPooling
+from psp_jax.models.resnet import BNConfig, ResNet
+
+CONTEXT_MODULES = ("ppm", "none")
+
+
+class PSPNet(nn.Module):
+  """Pyramid Scene Parsing Network (Zhao et al., CVPR 2017), semseg layout.
+
+  `apply(variables, images, train=False)` takes NHWC float images (normalised as in training)
+  and returns float32 logits (N, H, W, num_classes) at the input size. With
+  `return_aux=True` it returns `(logits, aux_logits)`; aux_logits is None when `aux=False`.
+
+  Attributes:
+    num_classes: output classes.
+    depth, stem, output_stride, dilation_pattern: the backbone (see `ResNet`).
+    context: 'ppm' (PSPNet) or 'none' (the dilated-FCN baseline: the head sees layer4).
+    bins, pool, reduction: pyramid pooling ablation axes (see `PyramidPooling`).
+    aux: build the auxiliary head on layer3 (used in training only).
+    head_features / aux_features: hidden widths of the heads (512 / 256).
+    dropout: channel-dropout rate of both heads.
+    align_corners: resize convention for the PPM and the logits (semseg: True).
+    bn: BatchNorm behaviour (sync axis, groups, frozen). dtype: compute dtype.
+  Params: `backbone`, `ppm`, `head`, `aux_head`.
+  """
+  num_classes: int
+  depth: int = 50
+  stem: Literal["deep", "classic"] = "deep"
+  output_stride: int = 8
+  dilation_pattern: Literal["semseg", "cascade"] = "semseg"
+  context: Literal["ppm", "none"] = "ppm"
+  bins: Sequence[int] = (1, 2, 3, 6)
+  pool: Literal["avg", "max"] = "avg"
+  reduction: bool = True
+  aux: bool = True
+  head_features: int = 512
+  aux_features: int = 256
+  dropout: float = 0.1
+  align_corners: bool = True
+  bn: BNConfig = BNConfig()
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, images: jnp.ndarray, train: bool = False, return_aux: bool = False):
+    if images.ndim != 4:
+      raise ValueError(f"PSPNet images must be NHWC of rank 4, got shape {images.shape}")
+    if self.num_classes < 1:
+      raise ValueError(f"PSPNet num_classes must be >= 1, got {self.num_classes}")
+    if self.context not in CONTEXT_MODULES:
+      raise ValueError(f"PSPNet context must be one of {CONTEXT_MODULES}, got {self.context!r}")
+    size = images.shape[1:3]
+    feats = ResNet(self.depth, self.stem, self.output_stride, self.dilation_pattern, bn=self.bn,
+                   dtype=self.dtype, name="backbone")(images, train)
+    x = feats["layer4"]
+    if self.context == "ppm":
+      x = PyramidPooling(bins=tuple(self.bins), pool=self.pool, reduction=self.reduction,
+                         align_corners=self.align_corners, bn=self.bn, dtype=self.dtype,
+                         name="ppm")(x, train)
+    logits = SegHead(self.num_classes, self.head_features, self.dropout, bn=self.bn,
+                     dtype=self.dtype, name="head")(x, train)
+    logits = resize_bilinear(logits, size, self.align_corners)
+    if not return_aux:
+      return logits
+    aux_logits = None
+    if self.aux:
+      aux_logits = SegHead(self.num_classes, self.aux_features, self.dropout, bn=self.bn,
+                           dtype=self.dtype, name="aux_head")(feats["layer3"], train)
+      aux_logits = resize_bilinear(aux_logits, size, self.align_corners)
+    return logits, aux_logits

@@ -23,7 +23,7 @@ class PSPNet(nn.Module):
 
   Attributes:
     num_classes: output classes.
-    depth, stem, output_stride, dilation_pattern: the backbone (see `ResNet`).
+    depth, stem, output_stride, dilation_pattern, width: the backbone (see `ResNet`).
     context: 'ppm' (PSPNet) or 'none' (the dilated-FCN baseline: the head sees layer4).
     bins, pool, reduction: pyramid pooling ablation axes (see `PyramidPooling`).
     aux: build the auxiliary head on layer3 (used in training only).
@@ -38,6 +38,7 @@ class PSPNet(nn.Module):
   stem: Literal["deep", "classic"] = "deep"
   output_stride: int = 8
   dilation_pattern: Literal["semseg", "cascade"] = "semseg"
+  width: int = 64
   context: Literal["ppm", "none"] = "ppm"
   bins: Sequence[int] = (1, 2, 3, 6)
   pool: Literal["avg", "max"] = "avg"
@@ -59,7 +60,7 @@ class PSPNet(nn.Module):
     if self.context not in CONTEXT_MODULES:
       raise ValueError(f"PSPNet context must be one of {CONTEXT_MODULES}, got {self.context!r}")
     size = images.shape[1:3]
-    feats = ResNet(self.depth, self.stem, self.output_stride, self.dilation_pattern, bn=self.bn,
+    feats = ResNet(self.depth, self.stem, self.output_stride, self.dilation_pattern, self.width, bn=self.bn,
                    dtype=self.dtype, name="backbone")(images, train)
     x = feats["layer4"]
     if self.context == "ppm":

@@ -132,6 +132,8 @@ class ResNet(nn.Module):
       64 channels: torchvision/CascadePSP).
     output_stride: 8, 16 or 32.
     dilation_pattern: 'semseg' or 'cascade' (see `stage_dilations`).
+    width: channels of layer1's 3x3 convs (64 in every published model); the stem and all
+      stages scale with it. Small widths make fast tests and CPU experiments.
     bn: BatchNorm behaviour. dtype: compute dtype (params stay float32).
 
   Returns a dict of NHWC features: 'stem_conv' (first conv output before its BN, /2),
@@ -141,6 +143,7 @@ class ResNet(nn.Module):
   stem: Literal["deep", "classic"] = "deep"
   output_stride: int = 8
   dilation_pattern: Literal["semseg", "cascade"] = "semseg"
+  width: int = 64
   bn: BNConfig = BNConfig()
   dtype: Any = jnp.float32
 
@@ -152,30 +155,34 @@ class ResNet(nn.Module):
       raise ValueError(f"ResNet stem must be 'deep' or 'classic', got {self.stem!r}")
     if x.ndim != 4:
       raise ValueError(f"ResNet input must be NHWC of rank 4, got shape {x.shape}")
+    if self.width < 1:
+      raise ValueError(f"ResNet width must be >= 1, got {self.width}")
+    w = self.width
     block_type, blocks = RESNET_LAYOUTS[self.depth]
     block_cls = Bottleneck if block_type == "bottleneck" else BasicBlock
     expansion = EXPANSION[block_type]
     x = x.astype(self.dtype)
     feats = {}
     if self.stem == "deep":
-      y = conv(64, 3, stride=2, dtype=self.dtype, name="conv1")(x)
+      y = conv(w, 3, stride=2, dtype=self.dtype, name="conv1")(x)
       feats["stem_conv"] = y
       y = nn.relu(self.bn.make("bn1", self.dtype)(y, train))
-      y = conv(64, 3, dtype=self.dtype, name="conv2")(y)
+      y = conv(w, 3, dtype=self.dtype, name="conv2")(y)
       y = nn.relu(self.bn.make("bn2", self.dtype)(y, train))
-      y = conv(128, 3, dtype=self.dtype, name="conv3")(y)
+      y = conv(2 * w, 3, dtype=self.dtype, name="conv3")(y)
       y = nn.relu(self.bn.make("bn3", self.dtype)(y, train))
-      channels = 128
+      channels = 2 * w
     else:
-      y = conv(64, 7, stride=2, dtype=self.dtype, name="conv1")(x)
+      y = conv(w, 7, stride=2, dtype=self.dtype, name="conv1")(x)
       feats["stem_conv"] = y
       y = nn.relu(self.bn.make("bn1", self.dtype)(y, train))
-      channels = 64
+      channels = w
     y = nn.max_pool(y, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     feats["stem"] = y
 
+    stage_planes = [p * w // 64 for p in STAGE_PLANES]
     for stage, (planes, (stride, dilations)) in enumerate(
-        zip(STAGE_PLANES, stage_dilations(self.output_stride, self.dilation_pattern, blocks)), start=1):
+        zip(stage_planes, stage_dilations(self.output_stride, self.dilation_pattern, blocks)), start=1):
       for i, dilation in enumerate(dilations):
         s = stride if i == 0 else 1
         needs_proj = i == 0 and (s != 1 or channels != planes * expansion)

@@ -1,0 +1,45 @@
+"""The training state: everything a step reads and writes (and a checkpoint stores)."""
+from __future__ import annotations
+
+from typing import Any
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+
+@flax.struct.dataclass
+class TrainState:
+  """step (int32), params, batch_stats (BN running statistics), opt_state, rng (raw uint32 key)."""
+  step: jnp.ndarray
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  rng: jnp.ndarray
+
+  @property
+  def variables(self) -> dict:
+    """The model variables for `model.apply` (inference or evaluation)."""
+    return {"params": self.params, "batch_stats": self.batch_stats}
+
+
+def init_variables(model: nn.Module, rng: jax.Array, input_shape: tuple[int, ...]) -> dict:
+  """Initialise {'params', 'batch_stats'} for NHWC `input_shape` (batch dim included).
+
+  Parameter shapes do not depend on the spatial size, so a small input is used.
+  """
+  n, _, _, c = input_shape
+  dummy = jnp.zeros((n, 33, 33, c), jnp.float32)
+  variables = jax.jit(lambda k: model.init(k, dummy, train=False, return_aux=True))(rng)
+  return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
+
+
+def create_train_state(variables: dict, tx: optax.GradientTransformation, rng: jax.Array
+                       ) -> TrainState:
+  """A step-0 state from initial (or pretrained) variables."""
+  rng = jax.random.key_data(rng) if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key) else rng
+  return TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"],
+                    batch_stats=variables.get("batch_stats", {}),
+                    opt_state=tx.init(variables["params"]), rng=jnp.asarray(rng, jnp.uint32))

@@ -1,0 +1,121 @@
+"""The jit-compiled data-parallel train and eval steps.
+
+Each step is one `jax.shard_map` over the 1-D mesh axis 'data' with pmap semantics: every
+device runs the per-replica code on its slice of the global batch, and collectives make the
+loss, metrics and BatchNorm statistics global.
+
+The gradient trap (measured): inside shard_map the gradient with respect to the replicated
+params already comes back summed over the mesh axis. We therefore differentiate the GLOBAL
+loss (psum of the per-device sums over psum of the labelled-pixel counts) and never pmean the
+gradients again (that would multiply them by the device count).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from jax import lax
+from jax.sharding import Mesh, PartitionSpec as P
+
+from psp_jax.evaluate.metrics import confusion_matrix
+from psp_jax.parallel import DATA_AXIS, data_sharded, replicated
+from psp_jax.train.losses import IGNORE_LABEL, cross_entropy_sum, invalid_label_count
+from psp_jax.train.optim import Optimizer
+from psp_jax.train.state import TrainState
+
+
+def with_bn_sync(model: nn.Module, sync: bool, group_size: int | None = None) -> nn.Module:
+  """The same model with its BatchNorms reading statistics over the 'data' axis (or not)."""
+  bn = dataclasses.replace(model.bn, axis_name=DATA_AXIS if sync else None,
+                           group_size=group_size if sync else None)
+  return model.clone(bn=bn)
+
+
+def make_train_step(model: nn.Module, optimizer: Optimizer, mesh: Mesh, *, num_classes: int,
+                    aux_weight: float = 0.4, ignore_label: int = IGNORE_LABEL,
+                    sync_bn: bool = True, bn_group_size: int | None = None,
+                    donate: bool = True) -> Callable:
+  """Returns `step(state, images, labels) -> (state, metrics)`, jit-compiled over `mesh`.
+
+  images (B, H, W, C) float and labels (B, H, W) int are GLOBAL batches sharded over 'data'
+  (numpy inputs are placed automatically on one host); B must divide by the device count.
+  sync_bn: BatchNorm statistics over the whole global batch (SyncBN) or, if False, per
+  device (as PyTorch DataParallel without SyncBN); bn_group_size: sync within groups of that
+  many devices. Running statistics are averaged over replicas after every step either way,
+  so the state stays replicated and evaluation/saving see synchronised statistics.
+  metrics: loss (main + aux_weight * aux), main_loss, aux_loss, pixel_acc, labelled_pixels,
+  invalid_label_pixels (labels neither a class nor ignore: a data bug), grad_norm,
+  lr/<group> for every parameter group.
+  """
+  model = with_bn_sync(model, sync_bn, bn_group_size)
+  fully_synced = sync_bn and bn_group_size is None
+  tx = optimizer.tx
+
+  def local_step(state: TrainState, images, labels):
+    replica = lax.axis_index(DATA_AXIS)
+    rng = jax.random.fold_in(jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step),
+                             replica)
+
+    def loss_fn(params):
+      (logits, aux_logits), updates = model.apply(
+          {"params": params, "batch_stats": state.batch_stats}, images, train=True,
+          return_aux=True, mutable=["batch_stats"], rngs={"dropout": rng})
+      main_sum, count = cross_entropy_sum(logits, labels, ignore_label)
+      total_count = jnp.maximum(lax.psum(count, DATA_AXIS), 1.0)
+      main = lax.psum(main_sum, DATA_AXIS) / total_count
+      aux = jnp.zeros((), jnp.float32)
+      if aux_logits is not None and aux_weight:
+        aux_sum, _ = cross_entropy_sum(aux_logits, labels, ignore_label)
+        aux = lax.psum(aux_sum, DATA_AXIS) / total_count
+      return main + aux_weight * aux, (main, aux, updates["batch_stats"], logits, count)
+
+    (loss, (main, aux, batch_stats, logits, count)), grads = jax.value_and_grad(
+        loss_fn, has_aux=True)(state.params)
+    # `grads` is already the gradient of the global loss (summed over replicas): no pmean.
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    if not fully_synced:
+      batch_stats = lax.pmean(batch_stats, DATA_AXIS)
+
+    valid = (labels != ignore_label) & (labels >= 0) & (labels < num_classes)
+    correct = jnp.sum((jnp.argmax(logits, -1) == labels) & valid)
+    metrics = {
+        "loss": loss, "main_loss": main, "aux_loss": aux,
+        "pixel_acc": lax.psum(correct, DATA_AXIS) / jnp.maximum(lax.psum(count, DATA_AXIS), 1.0),
+        "labelled_pixels": lax.psum(count, DATA_AXIS),
+        "invalid_label_pixels": lax.psum(invalid_label_count(labels, num_classes, ignore_label),
+                                         DATA_AXIS),
+        "grad_norm": optax.global_norm(grads),
+    }
+    metrics.update({f"lr/{g}": lr for g, lr in optimizer.learning_rates(state.step).items()})
+    new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
+                              opt_state=opt_state)
+    return new_state, metrics
+
+  sharded = jax.shard_map(local_step, mesh=mesh, in_specs=(P(), P(DATA_AXIS), P(DATA_AXIS)),
+                          out_specs=(P(), P()))
+  return jax.jit(sharded, in_shardings=(replicated(mesh), data_sharded(mesh), data_sharded(mesh)),
+                 out_shardings=(replicated(mesh), replicated(mesh)),
+                 donate_argnums=(0,) if donate else ())
+
+
+def make_eval_step(model: nn.Module, mesh: Mesh, *, num_classes: int,
+                   ignore_label: int = IGNORE_LABEL) -> Callable:
+  """Returns `step(variables, images, labels) -> confusion matrix` summed over all devices.
+
+  A direct forward at the batch's size (sliding-window evaluation lives in
+  `psp_jax.evaluate`). Padding samples labelled entirely `ignore_label` count nowhere.
+  """
+  def local_eval(variables, images, labels):
+    logits = model.apply(variables, images, train=False)
+    cm = confusion_matrix(labels, jnp.argmax(logits, -1), num_classes, ignore_label)
+    return lax.psum(cm, DATA_AXIS)
+
+  sharded = jax.shard_map(local_eval, mesh=mesh, in_specs=(P(), P(DATA_AXIS), P(DATA_AXIS)),
+                          out_specs=P())
+  return jax.jit(sharded, in_shardings=(replicated(mesh), data_sharded(mesh), data_sharded(mesh)),
+                 out_shardings=replicated(mesh))

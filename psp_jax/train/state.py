@@ -8,6 +8,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 
 @flax.struct.dataclass
@@ -36,10 +37,15 @@ def init_variables(model: nn.Module, rng: jax.Array, input_shape: tuple[int, ...
   return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
 
 
-def create_train_state(variables: dict, tx: optax.GradientTransformation, rng: jax.Array
-                       ) -> TrainState:
-  """A step-0 state from initial (or pretrained) variables."""
+def create_train_state(variables: dict, tx: optax.GradientTransformation, rng: jax.Array,
+                       mesh: Mesh | None = None) -> TrainState:
+  """A step-0 state from initial (or pretrained) variables.
+
+  With `mesh`, the state is placed replicated on it, as the train step returns it: the
+  step's compiled program is keyed on input placement, so this avoids a second compile.
+  """
   rng = jax.random.key_data(rng) if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key) else rng
-  return TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"],
-                    batch_stats=variables.get("batch_stats", {}),
-                    opt_state=tx.init(variables["params"]), rng=jnp.asarray(rng, jnp.uint32))
+  state = TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"],
+                     batch_stats=variables.get("batch_stats", {}),
+                     opt_state=tx.init(variables["params"]), rng=jnp.asarray(rng, jnp.uint32))
+  return state if mesh is None else jax.device_put(state, NamedSharding(mesh, P()))

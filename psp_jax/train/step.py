@@ -89,7 +89,7 @@ def make_train_step(model: nn.Module, optimizer: Optimizer, mesh: Mesh, *, num_c
         "labelled_pixels": lax.psum(count, DATA_AXIS),
         "invalid_label_pixels": lax.psum(invalid_label_count(labels, num_classes, ignore_label),
                                          DATA_AXIS),
-        "grad_norm": optax.global_norm(grads),
+        "grad_norm": optax.tree.norm(grads),
     }
     metrics.update({f"lr/{g}": lr for g, lr in optimizer.learning_rates(state.step).items()})
     new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,

@@ -23,6 +23,7 @@ class PSPNet(nn.Module):
 
   Attributes:
     num_classes: output classes.
+    in_channels: channels of the input images (3 for RGB); checked on every call.
     depth, stem, output_stride, dilation_pattern, width: the backbone (see `ResNet`).
     context: 'ppm' (PSPNet) or 'none' (the dilated-FCN baseline: the head sees layer4).
     bins, pool, reduction: pyramid pooling ablation axes (see `PyramidPooling`).
@@ -34,6 +35,7 @@ class PSPNet(nn.Module):
   Params: `backbone`, `ppm`, `head`, `aux_head`.
   """
   num_classes: int
+  in_channels: int = 3
   depth: int = 50
   stem: Literal["deep", "classic"] = "deep"
   output_stride: int = 8
@@ -55,6 +57,9 @@ class PSPNet(nn.Module):
   def __call__(self, images: jnp.ndarray, train: bool = False, return_aux: bool = False):
     if images.ndim != 4:
       raise ValueError(f"PSPNet images must be NHWC of rank 4, got shape {images.shape}")
+    if images.shape[-1] != self.in_channels:
+      raise ValueError(f"PSPNet images must have in_channels={self.in_channels} channels (NHWC), "
+                       f"got shape {images.shape}")
     if self.num_classes < 1:
       raise ValueError(f"PSPNet num_classes must be >= 1, got {self.num_classes}")
     if self.context not in CONTEXT_MODULES:

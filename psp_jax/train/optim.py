@@ -36,6 +36,12 @@ class Optimizer:
     return {g: base * m for g, m in self.multipliers.items()}
 
 
+def batchnorm_paths(batch_stats) -> list[tuple[str, ...]]:
+  """Module paths of every BatchNorm (those holding running statistics), for `frozen_paths`."""
+  flat = traverse_util.flatten_dict(batch_stats)
+  return sorted({path[:-1] for path in flat})
+
+
 def group_labels(params, multipliers: Mapping[str, float], optional: Iterable[str] = (),
                  frozen_paths: Iterable[tuple[str, ...]] = ()) -> Any:
   """Pytree of group names for `params`.

@@ -119,6 +119,8 @@ def test_input_channels_and_classic_stem():
   feats, v = _shapes(ResNet(50, stem="classic", dilation_pattern="cascade"), (1, 64, 64, 6))
   assert v["params"]["conv1"]["kernel"].shape == (7, 7, 6, 64)
   assert feats["stem_conv"].shape == (1, 32, 32, 64)
+  _, v = _shapes(PSPNet(5, in_channels=4, depth=50), (1, 64, 64, 4))
+  assert v["params"]["backbone"]["conv1"]["kernel"].shape == (3, 3, 4, 64)
   _, v = _shapes(ResNet(50), (1, 64, 64, 4))
   assert v["params"]["conv1"]["kernel"].shape == (3, 3, 4, 64)
   assert v["params"]["conv3"]["kernel"].shape == (3, 3, 64, 128)
@@ -177,6 +179,8 @@ def test_bad_inputs_name_the_argument():
     PSPNet(5, depth=42).init(jax.random.key(0), x)
   with pytest.raises(ValueError, match="rank 4"):
     PSPNet(5, depth=18).init(jax.random.key(0), jnp.zeros((33, 33, 3)))
+  with pytest.raises(ValueError, match="in_channels=3 channels"):
+    PSPNet(5, depth=18).init(jax.random.key(0), jnp.zeros((1, 33, 33, 4)))
   with pytest.raises(ValueError, match="context"):
     PSPNet(5, depth=18, width=8, context="aspp").init(jax.random.key(0), x)
   with pytest.raises(ValueError, match="bins"):

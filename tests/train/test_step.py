@@ -9,7 +9,7 @@ import pytest
 from psp_jax.models import PSPNet
 from psp_jax.models.resnet import BNConfig
 from psp_jax.parallel import make_mesh
-from psp_jax.train.optim import make_optimizer
+from psp_jax.train.optim import batchnorm_paths, make_optimizer
 from psp_jax.train.state import create_train_state, init_variables
 from psp_jax.train.step import make_eval_step, make_train_step
 
@@ -82,9 +82,8 @@ def test_bn_groups_equal_per_device_bn_on_fewer_larger_devices(setup):
 def test_frozen_bn_keeps_statistics_and_affine_parameters(setup):
   variables, _, images, labels = setup
   frozen_model = MODEL.clone(bn=dataclasses.replace(MODEL.bn, frozen=True))
-  # Every BatchNorm module (the paths that hold running statistics) is frozen.
-  bn_paths = sorted({tuple(k.key for k in path[:-1]) for path, _ in
-                     jax.tree_util.tree_flatten_with_path(variables["batch_stats"])[0]})
+  bn_paths = batchnorm_paths(variables["batch_stats"])
+  assert ("backbone", "layer1_0", "bn1") in bn_paths and ("head", "bn") in bn_paths
   cfg = ml_collections.ConfigDict(dict(name="sgd", base_lr=0.1, momentum=0.9, weight_decay=1e-2,
                                        schedule="constant", lr_multipliers={"head": 10.0}))
   opt = make_optimizer(cfg, variables["params"], 10, frozen_paths=bn_paths)

@@ -13,15 +13,13 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from psp_jax.models.pspnet import PSPNet
-from psp_jax.models.resnet import BNConfig
+from psp_jax.models.refinement import RefinementModule
+from psp_jax.models.resnet import BNConfig, ResNet
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
-MODEL_FAMILIES: dict[str, type[nn.Module]] = {"pspnet": PSPNet}
-
-
-def register_family(name: str, cls: type[nn.Module]) -> None:
-  """Make `cls` buildable as model.name == `name` (used by the CascadePSP module)."""
-  MODEL_FAMILIES[name] = cls
+# 'resnet' is a backbone-only model: converted ImageNet weights meant for init_checkpoint.
+MODEL_FAMILIES: dict[str, type[nn.Module]] = {
+    "pspnet": PSPNet, "cascadepsp": RefinementModule, "resnet": ResNet}
 
 
 def build_model(model_cfg: Mapping[str, Any], bn: BNConfig | None = None) -> nn.Module:

@@ -30,5 +30,5 @@ setup(
         # PyTorch only for converting the authors' checkpoints (and its tests).
         "convert": ["torch==2.13.0"],
     },
-    entry_points={"console_scripts": ["psp-jax=psp_jax.main:run"]},
+    entry_points={"console_scripts": ["psp-jax=psp_jax.main:entry_point"]},
 )

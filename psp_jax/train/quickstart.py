@@ -8,6 +8,7 @@ learning rate, aux loss 0.4), then evaluates mIoU on held-out scenes.
 """
 from __future__ import annotations
 
+import sys
 import time
 
 import jax
@@ -85,9 +86,15 @@ def main(argv):
         f"aAcc {100 * result['aAcc']:.1f}")
 
 
-def run():
-  app.run(main)
+def cli_main(argv: list[str]) -> int:
+  """`psp-jax quickstart [flags]`."""
+  if {"-h", "--help"} & set(argv):
+    print(__doc__)
+    print(FLAGS.module_help(sys.modules[__name__]))
+    return 0
+  app.run(main, argv=["psp-jax quickstart", *argv])
+  return 0
 
 
 if __name__ == "__main__":
-  run()
+  app.run(main)

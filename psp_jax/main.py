@@ -1,0 +1,50 @@
+"""The `psp-jax` command (also `python -m psp_jax`): one subcommand per task.
+
+  psp-jax <command> [flags]        psp-jax <command> --help for its flags
+
+Each command lives in its own module and is imported only when called, so `psp-jax convert`
+never loads the training stack and nothing but `convert` imports torch.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+# command -> (module, function taking the arguments after the command name, one-line help)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "convert": ("psp_jax.convert", "convert_main",
+                "convert a PyTorch checkpoint (semseg PSPNet, ImageNet ResNet, CascadePSP) to Orbax"),
+    "quickstart": ("psp_jax.train.quickstart", "cli_main",
+                   "train a small PSPNet on the embedded synthetic scenes (CPU, ~1 min)"),
+}
+
+
+def usage() -> str:
+  width = max(map(len, COMMANDS))
+  lines = ["usage: psp-jax <command> [flags]   (psp-jax <command> --help for its flags)", "",
+           "commands:"]
+  lines += [f"  {name:<{width}}  {help_}" for name, (_, _, help_) in COMMANDS.items()]
+  return "\n".join(lines)
+
+
+def run(argv: list[str] | None = None) -> int:
+  argv = sys.argv[1:] if argv is None else argv
+  if not argv or argv[0] in ("-h", "--help", "help"):
+    print(usage())
+    return 0 if argv else 2
+  name, rest = argv[0], argv[1:]
+  if name not in COMMANDS:
+    print(f"psp-jax: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+    return 2
+  module, function, _ = COMMANDS[name]
+  code = getattr(importlib.import_module(module), function)(rest)
+  return int(code or 0)
+
+
+def entry_point() -> None:
+  """Console-script entry: exit with the command's status."""
+  sys.exit(run())
+
+
+if __name__ == "__main__":
+  entry_point()

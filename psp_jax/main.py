@@ -14,6 +14,8 @@ import sys
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "convert": ("psp_jax.convert", "convert_main",
                 "convert a PyTorch checkpoint (semseg PSPNet, ImageNet ResNet, CascadePSP) to Orbax"),
+    "predict": ("psp_jax.segment", "predict_main",
+                "label images (a file or a folder) with a checkpoint: index, colour and overlay PNGs"),
     "quickstart": ("psp_jax.train.quickstart", "cli_main",
                    "train a small PSPNet on the embedded synthetic scenes (CPU, ~1 min)"),
 }

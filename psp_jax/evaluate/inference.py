@@ -137,9 +137,14 @@ class SlidingWindowPredictor:
     std = np.asarray(self.settings.std, np.float32) * 255
     return (image.astype(np.float32) - mean) / std
 
-  def probabilities(self, image: np.ndarray) -> jnp.ndarray:
+  def probabilities(self, image: np.ndarray, normalized: bool = False) -> jnp.ndarray:
     """Summed class probabilities over scales, (H_bucket, W_bucket, C) on device; the image's
-    (H, W) is the top-left corner."""
+    (H, W) is the top-left corner.
+
+    image: RGB uint8 (or 0-255 float) HxWx3, or with `normalized=True` an image already
+    normalised with the settings' mean/std (resizing commutes with the per-channel affine
+    normalisation, and the padding value 0 is the mean pixel, so both give the same result).
+    """
     s = self.settings
     if image.ndim != 3 or image.shape[2] != 3:
       raise ValueError(f"image must be HxWx3 RGB, got shape {image.shape}")
@@ -151,7 +156,7 @@ class SlidingWindowPredictor:
       nh, nw = scaled_size(h, w, scale, s.base_size)
       scaled = image if (nh, nw) == (h, w) else cv2.resize(
           image.astype(np.float32), (nw, nh), interpolation=cv2.INTER_LINEAR)
-      scaled = self.normalise(scaled)
+      scaled = scaled.astype(np.float32) if normalized else self.normalise(scaled)
       ph, pw = max(ch - nh, 0), max(cw - nw, 0)
       top, left = ph // 2, pw // 2
       padded_h, padded_w = nh + ph, nw + pw
@@ -178,7 +183,16 @@ class SlidingWindowPredictor:
       total = self._resize_add(total, acc, count, mh, mw)
     return total
 
-  def predict(self, image: np.ndarray) -> np.ndarray:
+  def predict(self, image: np.ndarray, normalized: bool = False) -> np.ndarray:
     """Label map (H, W) int32 of an RGB uint8 image (H, W, 3)."""
     h, w = image.shape[:2]
-    return np.asarray(jnp.argmax(self.probabilities(image), axis=-1))[:h, :w].astype(np.int32)
+    probs = self.probabilities(image, normalized)
+    return np.asarray(jnp.argmax(probs, axis=-1))[:h, :w].astype(np.int32)
+
+  def describe(self) -> str:
+    """The protocol in words, for reports."""
+    s = self.settings
+    stride = [int(math.ceil(c * s.stride_rate)) for c in s.crop_size]
+    base = f"long side {s.base_size}" if s.base_size else "original size"
+    return (f"sliding window {s.crop_size[0]}x{s.crop_size[1]} (stride {stride[0]}x{stride[1]}), "
+            f"{base}, scales {list(s.scales)}, flip {'on' if s.flip else 'off'}")

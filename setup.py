@@ -26,7 +26,9 @@ setup(
         "tqdm>=4.66",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-xdist>=3.5"],
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "scipy>=1.10"],
+        # Only to read SBD's .mat annotations (PASCAL VOC train_aug).
+        "voc": ["scipy>=1.10"],
         # PyTorch only for converting the authors' checkpoints (and its tests).
         "convert": ["torch==2.13.0"],
     },

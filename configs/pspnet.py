@@ -1,0 +1,127 @@
+"""PSPNet training configs, one function per named variant (plain data, no logic).
+
+  psp-jax train --config configs/pspnet.py:ade20k_r50 --workdir runs/ade20k_r50 \
+      --config.data.manual_dir=/data/ADEChallengeData2016_parent --config.train.batch_size=16
+
+Every field can be overridden on the command line (`--config.optim.base_lr=0.005`); an
+unknown key or a value of the wrong type is an error naming the key. `model.num_classes` and
+`data.num_classes` are one shared field.
+
+Fields:
+  seed                  initialisation, dropout and data order
+  model.*               the constructor fields of psp_jax.models.PSPNet (dtype as a string)
+  data.*                see configs/data.py
+  train.steps           iterations (the poly schedule runs over them)
+  train.batch_size      GLOBAL batch, split over all devices of all hosts
+  train.aux_weight      weight of the auxiliary loss (0.4 in the paper)
+  train.sync_bn         BatchNorm statistics over the global batch (True) or per device
+  train.bn_group_size   sync within groups of this many devices (None: all)
+  train.frozen_bn       running statistics and BN affine parameters fixed (small-batch fine-tune)
+  train.init_checkpoint a converted checkpoint (psp-jax convert) to start from; '' = random init
+  train.checkpoint_every / keep_checkpoints / log_every
+  train.num_devices     use the first N devices (None: all)
+  optim.*               see psp_jax.train.optim.make_optimizer
+  eval.every            evaluate every N steps (and at the end)
+  eval.split / crop_size / base_size / scales / flip / stride_rate / window_batch: the
+                        sliding-window protocol of psp_jax.evaluate.inference
+  eval.max_images       evaluate only the first N images (0: all)
+  distributed.*         jax.distributed.initialize arguments for multi-host runs ('' = one host)
+"""
+from __future__ import annotations
+
+import ml_collections
+
+from configs import data
+
+PAPER_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+
+
+def _base(num_classes: int, data_cfg: ml_collections.ConfigDict, depth: int = 50,
+          steps: int = 150_000, crop: int = 473, base_size: int = 512) -> ml_collections.ConfigDict:
+  classes = ml_collections.FieldReference(num_classes)
+  cfg = ml_collections.ConfigDict()
+  cfg.seed = 0
+  cfg.model = ml_collections.ConfigDict(dict(
+      name="pspnet", num_classes=classes, in_channels=3, depth=depth, stem="deep", output_stride=8,
+      dilation_pattern="semseg", width=64, context="ppm", bins=(1, 2, 3, 6), pool="avg",
+      reduction=True, aux=True, head_features=512, aux_features=256, dropout=0.1,
+      align_corners=True, dtype="float32"))
+  cfg.data = data_cfg
+  cfg.data.num_classes = classes
+  cfg.data.crop_size = (crop, crop)
+  cfg.train = ml_collections.ConfigDict(dict(
+      steps=steps, batch_size=16, aux_weight=0.4, sync_bn=True,
+      bn_group_size=ml_collections.FieldReference(None, field_type=int), frozen_bn=False,
+      init_checkpoint="", checkpoint_every=5000, keep_checkpoints=3, log_every=50,
+      num_devices=ml_collections.FieldReference(None, field_type=int)))
+  cfg.optim = ml_collections.ConfigDict(dict(
+      name="sgd", base_lr=0.01, momentum=0.9, nesterov=False, weight_decay=1e-4,
+      schedule="poly", power=0.9, warmup_steps=0, warmup_init_lr=0.0, end_lr=0.0,
+      lr_multipliers={"ppm": 10.0, "head": 10.0, "aux_head": 10.0}, grad_clip_norm=0.0))
+  cfg.eval = ml_collections.ConfigDict(dict(
+      every=5000, split="validation", crop_size=(crop, crop), base_size=base_size,
+      scales=(1.0,), flip=False, stride_rate=2.0 / 3.0, window_batch=2, max_images=0))
+  cfg.distributed = ml_collections.ConfigDict(dict(
+      coordinator_address="", num_processes=1, process_id=0))
+  return cfg
+
+
+def ade20k_r50() -> ml_collections.ConfigDict:
+  """The paper's ADE20K recipe: PSPNet-50, 473 crops, batch 16, 150K iterations, aux 0.4."""
+  return _base(150, data.ade20k(), depth=50, steps=150_000)
+
+
+def ade20k_r101() -> ml_collections.ConfigDict:
+  """ADE20K with ResNet-101 (Table 3)."""
+  return _base(150, data.ade20k(), depth=101, steps=150_000)
+
+
+def voc_r101() -> ml_collections.ConfigDict:
+  """PASCAL VOC 2012 train_aug: PSPNet-101, 473 crops, 30K iterations."""
+  return _base(21, data.voc(), depth=101, steps=30_000)
+
+
+def cityscapes_r50() -> ml_collections.ConfigDict:
+  """Cityscapes fine: PSPNet-50, 713 crops, base size 2048, 90K iterations."""
+  return _base(19, data.cityscapes(), depth=50, steps=90_000, crop=713, base_size=2048)
+
+
+def cityscapes_r101() -> ml_collections.ConfigDict:
+  """Cityscapes fine: PSPNet-101, 713 crops, base size 2048, 90K iterations."""
+  return _base(19, data.cityscapes(), depth=101, steps=90_000, crop=713, base_size=2048)
+
+
+def camvid_r18() -> ml_collections.ConfigDict:
+  """CamVid (SegNet split, 11 classes) with a ResNet-18 PSPNet: 353 crops, base size 480."""
+  cfg = _base(11, data.camvid(), depth=18, steps=10_000, crop=353, base_size=480)
+  cfg.model.head_features = 256
+  cfg.model.aux_features = 128
+  cfg.train.batch_size = 8
+  cfg.train.checkpoint_every = 1000
+  cfg.eval.every = 1000
+  return cfg
+
+
+def demo() -> ml_collections.ConfigDict:
+  """A CPU demo on the embedded synthetic scenes: a narrow ResNet-18 PSPNet, a few minutes."""
+  cfg = _base(11, data.synthetic(), depth=18, steps=600, crop=97, base_size=97)
+  cfg.model.stem = "classic"
+  cfg.model.width = 16
+  cfg.model.head_features = 64
+  cfg.model.aux_features = 32
+  cfg.optim.base_lr = 0.02
+  cfg.train.batch_size = 16
+  cfg.train.checkpoint_every = 200
+  cfg.train.log_every = 20
+  cfg.eval.every = 200
+  cfg.eval.window_batch = 4
+  return cfg
+
+
+def get_config(name: str = "demo") -> ml_collections.ConfigDict:
+  """Entry point of `--config configs/pspnet.py:NAME` (ml_collections config_flags)."""
+  variants = {f.__name__: f for f in (ade20k_r50, ade20k_r101, voc_r101, cityscapes_r50,
+                                      cityscapes_r101, camvid_r18, demo)}
+  if name not in variants:
+    raise ValueError(f"unknown config {name!r}; choose one of {sorted(variants)}")
+  return variants[name]()

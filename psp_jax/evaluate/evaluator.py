@@ -1,0 +1,138 @@
+"""Evaluate a segmentation model on a whole split: sliding windows -> confusion matrix -> tables.
+
+The confusion matrix is accumulated on the device image by image, summed across hosts once
+at the end, and the metrics are computed once from it (never averaged over batches). Reports
+are written to `<workdir>/eval/<split>_step<N>.{json,md}`.
+"""
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+import time
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm import tqdm
+
+from psp_jax.evaluate.inference import InferenceSettings, SlidingWindowPredictor
+from psp_jax.evaluate.metrics import confusion_matrix, segmentation_metrics
+
+
+def inference_settings(eval_cfg, data_cfg) -> InferenceSettings:
+  """The `eval` config section (plus the data normalisation) as InferenceSettings."""
+  return InferenceSettings(
+      crop_size=tuple(eval_cfg.crop_size), base_size=eval_cfg.get("base_size") or None,
+      scales=tuple(eval_cfg.get("scales", (1.0,))), flip=bool(eval_cfg.get("flip", False)),
+      stride_rate=float(eval_cfg.get("stride_rate", 2.0 / 3.0)),
+      window_batch=int(eval_cfg.get("window_batch", 2)),
+      mean=tuple(data_cfg.get("mean", (0.485, 0.456, 0.406))),
+      std=tuple(data_cfg.get("std", (0.229, 0.224, 0.225))))
+
+
+@jax.jit
+def _add_confusion(cm, probs, label):
+  pred = jnp.argmax(probs, axis=-1)
+  return cm + confusion_matrix(label, pred, cm.shape[0])
+
+
+def _sum_over_hosts(cm: np.ndarray) -> np.ndarray:
+  if jax.process_count() == 1:
+    return cm
+  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+  return np.asarray(multihost_utils.process_allgather(cm)).sum(axis=0)
+
+
+def evaluate_images(predictor: SlidingWindowPredictor, samples, num_classes: int, *,
+                    normalized: bool = True, total: int | None = None, progress: bool = True
+                    ) -> np.ndarray:
+  """Confusion matrix of `predictor` over `samples` = iterable of (image HxWx3, label HxW).
+
+  Labels keep their original size; 255 counts nowhere. Summed over hosts.
+  """
+  cm = jnp.zeros((num_classes, num_classes), jnp.int32)
+  for image, label in tqdm(samples, total=total, desc="eval", unit="img", disable=not progress,
+                           leave=False):
+    probs = predictor.probabilities(image, normalized=normalized)
+    padded = np.full(probs.shape[:2], 255, np.int32)
+    h, w = label.shape
+    padded[:h, :w] = label
+    cm = _add_confusion(cm, probs, padded)
+  return _sum_over_hosts(np.asarray(cm))
+
+
+def _eval_samples(data_cfg, split: str, max_images: int | None):
+  """(image, label) pairs of this process's share of the split, cut to max_images overall."""
+  from psp_jax.data import eval_iterator  # pylint: disable=import-outside-toplevel
+  limit = None if not max_images else math.ceil(max_images / jax.process_count())
+  seen = 0
+  for batch in eval_iterator(data_cfg, split):
+    for i in range(len(batch["valid"])):
+      if not batch["valid"][i]:
+        continue
+      if limit is not None and seen >= limit:
+        return
+      h, w = int(batch["height"][i]), int(batch["width"][i])
+      yield batch["image"][i, :h, :w], batch["label"][i, :h, :w]
+      seen += 1
+
+
+def evaluate_split(model: nn.Module, variables: Any, config, *, workdir: str | None = None,
+                   step: int | None = None, split: str | None = None,
+                   class_names: Sequence[str] | None = None, progress: bool = True) -> dict:
+  """Sliding-window evaluation of `model` on `config.data` split `split` (default
+  config.eval.split). Returns the metrics dict of `segmentation_metrics` plus 'protocol',
+  'split', 'images', 'step', 'seconds'; writes JSON and Markdown reports when `workdir`."""
+  from psp_jax.data import open_dataset  # pylint: disable=import-outside-toplevel
+  split = split or config.eval.get("split", "validation")
+  dataset = open_dataset(config.data)
+  num_classes = int(config.data.num_classes)
+  names = list(class_names or dataset.class_names or [str(i) for i in range(num_classes)])
+  settings = inference_settings(config.eval, config.data)
+  forward = lambda v, x: model.apply(v, x, train=False)  # noqa: E731
+  predictor = SlidingWindowPredictor(forward, variables, num_classes, settings)
+  max_images = int(config.eval.get("max_images", 0) or 0)
+  n = len(dataset.sources[split])
+  total = min(n, max_images) if max_images else n
+  start = time.time()
+  cm = evaluate_images(predictor, _eval_samples(config.data, split, max_images), num_classes,
+                       total=math.ceil(total / jax.process_count()), progress=progress)
+  metrics = segmentation_metrics(cm, names)
+  protocol = predictor.describe()
+  if max_images and max_images < n:
+    protocol += f"; SUBSET: first {max_images} of {n} images (not comparable with full-split numbers)"
+  metrics.update(protocol=protocol, split=split, images=total, step=step,
+                 seconds=round(time.time() - start, 2), confusion_matrix=cm.tolist())
+  if workdir is not None and jax.process_index() == 0:
+    write_reports(metrics, pathlib.Path(workdir) / "eval", f"{split}_step{step if step is not None else 'final'}")
+  return metrics
+
+
+def metrics_markdown(metrics: dict, title: str) -> str:
+  """The metrics as a Markdown report: summary line, per-class table, absent classes."""
+  pct = lambda x: "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}"  # noqa: E731
+  lines = [f"# {title}", "",
+           f"{metrics.get('images', '?')} images, {metrics.get('protocol', '')}", "",
+           f"| mIoU | mAcc | aAcc |", "|---:|---:|---:|",
+           f"| {pct(metrics['mIoU'])} | {pct(metrics['mAcc'])} | {pct(metrics['aAcc'])} |", "",
+           "| class | IoU | acc | labelled pixels |", "|---|---:|---:|---:|"]
+  for row in metrics["per_class"]:
+    lines.append(f"| {row['class']} | {pct(row['iou'])} | {pct(row['acc'])} | {row['pixels']} |")
+  if metrics.get("absent_classes"):
+    lines += ["", "Classes absent from both labels and predictions (excluded from the means): "
+              + ", ".join(metrics["absent_classes"])]
+  return "\n".join(lines) + "\n"
+
+
+def write_reports(metrics: dict, directory: pathlib.Path, stem: str) -> tuple[pathlib.Path, pathlib.Path]:
+  """Write `<stem>.json` and `<stem>.md` (NaN written as null)."""
+  directory.mkdir(parents=True, exist_ok=True)
+  clean = json.loads(json.dumps(metrics, default=float).replace("NaN", "null"))
+  json_path, md_path = directory / f"{stem}.json", directory / f"{stem}.md"
+  json_path.write_text(json.dumps(clean, indent=1))
+  md_path.write_text(metrics_markdown(clean, f"Evaluation: {metrics.get('split', '')} "
+                                             f"(step {metrics.get('step')})"))
+  return json_path, md_path

@@ -32,6 +32,7 @@ import re
 from typing import Any, Callable, Iterable, Mapping
 
 import flax.linen as nn
+from flax import traverse_util
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -271,32 +272,12 @@ class InitReport:
     return "\n".join(lines)
 
 
-def _flatten(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
-  out = {}
-  for k, v in tree.items():
-    if isinstance(v, Mapping):
-      out.update(_flatten(v, prefix + (str(k),)))
-    else:
-      out[prefix + (str(k),)] = v
-  return out
-
-
-def _unflatten(flat: Mapping[tuple[str, ...], Any]) -> dict:
-  out: dict = {}
-  for path, v in flat.items():
-    node = out
-    for k in path[:-1]:
-      node = node.setdefault(k, {})
-    node[path[-1]] = v
-  return out
-
-
 def _best_prefixes(source: Mapping, target: Mapping) -> tuple[tuple[str, ...], tuple[str, ...]]:
   """(source prefix, target prefix), each the root or one top-level module, under which the
   most leaf paths coincide: identity for the same family, ('', 'backbone') for a ResNet
   checkpoint into PSPNet, ('backbone', 'feats') for PSPNet into CascadePSP..."""
-  src = {c: _flatten(source.get(c, {})) for c in VARIABLE_COLLECTIONS}
-  tgt = {c: _flatten(target.get(c, {})) for c in VARIABLE_COLLECTIONS}
+  src = {c: traverse_util.flatten_dict(source.get(c, {})) for c in VARIABLE_COLLECTIONS}
+  tgt = {c: traverse_util.flatten_dict(target.get(c, {})) for c in VARIABLE_COLLECTIONS}
   src_pre = [()] + [(k,) for k in source.get("params", {})]
   tgt_pre = [()] + [(k,) for k in target.get("params", {})]
   best, best_n = ((), ()), -1
@@ -331,8 +312,8 @@ def load_variables_into(target_variables: Mapping[str, Any], source_variables: M
   report = InitReport(source_prefix="/".join(sp), target_prefix="/".join(tp))
   out = {}
   for c in set(target_variables) | set(VARIABLE_COLLECTIONS):
-    tgt = _flatten(target_variables.get(c, {}))
-    src = _flatten(source_variables.get(c, {})) if c in VARIABLE_COLLECTIONS else {}
+    tgt = traverse_util.flatten_dict(target_variables.get(c, {}))
+    src = traverse_util.flatten_dict(source_variables.get(c, {})) if c in VARIABLE_COLLECTIONS else {}
     used = set()
     new = {}
     for path, value in tgt.items():
@@ -365,7 +346,7 @@ def load_variables_into(target_variables: Mapping[str, Any], source_variables: M
         new[path] = value
         report.reinitialized.append((name, f"shape {s.shape} in checkpoint, {t_shape} in model"))
     report.unused.extend("/".join((c,) + p) for p in src if p not in used)
-    out[c] = _unflatten(new)
+    out[c] = traverse_util.unflatten_dict(new)
   if not report.loaded:
     raise ValueError("init_checkpoint: no array of the checkpoint fits the model "
                      f"(checkpoint top-level modules {sorted(source_variables.get('params', {}))}, "

@@ -25,6 +25,7 @@ import shutil
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+from flax import traverse_util
 
 import psp_jax
 from psp_jax import checkpoint as ckpt_lib
@@ -149,32 +150,12 @@ def build_target(model: str, sd: Mapping[str, np.ndarray], layers: int | None = 
   raise ConversionError(f"--model must be one of {MODELS}, got {model!r}")
 
 
-def _flat(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
-  out = {}
-  for k, v in tree.items():
-    if isinstance(v, Mapping):
-      out.update(_flat(v, prefix + (k,)))
-    else:
-      out[prefix + (k,)] = v
-  return out
-
-
-def _nest(flat: Mapping[tuple[str, ...], Any]) -> dict:
-  out: dict = {}
-  for path, v in flat.items():
-    node = out
-    for k in path[:-1]:
-      node = node.setdefault(k, {})
-    node[path[-1]] = v
-  return out
-
-
 def load_strict(net, converted: layouts.Converted, log: Callable[[str], None] = print
                 ) -> tuple[dict, dict[str, Any]]:
   """Fill every variable of `net` from `converted`; (variables, counts). Raises
   ConversionError on a shape mismatch (naming the torch key and both shapes) or when a model
   array has no counterpart in the file."""
-  target = _flat(ckpt_lib.init_variables(net, abstract=True))
+  target = traverse_util.flatten_dict(ckpt_lib.init_variables(net, abstract=True))
   loaded, missing, mismatched = {}, [], []
   for path, sds in target.items():
     if path not in converted.arrays:
@@ -204,7 +185,7 @@ def load_strict(net, converted: layouts.Converted, log: Callable[[str], None] = 
   if missing:
     raise ConversionError(f"{len(missing)} model array(s) not in the checkpoint (first: "
                           f"{', '.join(missing[:10])}); is --model right?")
-  return _nest(loaded), counts
+  return traverse_util.unflatten_dict(loaded), counts
 
 
 def _sha256(path: pathlib.Path) -> str:

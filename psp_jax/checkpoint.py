@@ -51,12 +51,15 @@ PathLike = str | pathlib.Path
 
 
 class _QuietReadOnly(logging.Filter):
-  """Drops Orbax's warnings that a read-only manager is read-only (emitted on every load)."""
+  """Drops Orbax's warnings that a read-only manager is read-only (emitted on every load), and
+  that a training checkpoint's extra 'data' item (the data iterator state, see
+  psp_jax.train.checkpointing) is not restored when only the model is loaded."""
 
   def filter(self, record: logging.LogRecord) -> bool:
     msg = str(record.msg)
     return not (msg.startswith("Given directory is read only") or
-                msg.startswith("CheckpointManagerOptions.read_only=True"))
+                msg.startswith("CheckpointManagerOptions.read_only=True") or
+                record.getMessage().startswith('Item "data" was found in the checkpoint, but could not'))
 
 
 logging.getLogger("absl").addFilter(_QuietReadOnly())

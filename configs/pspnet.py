@@ -20,11 +20,14 @@ Fields:
   train.init_checkpoint a converted checkpoint (psp-jax convert) to start from; '' = random init
   train.checkpoint_every / keep_checkpoints / log_every
   train.num_devices     use the first N devices (None: all)
+  train.debug_nan_at_step  testing aid: feed NaN images at this step (0: never) to exercise the
+                        non-finite-loss guard
   optim.*               see psp_jax.train.optim.make_optimizer
   eval.every            evaluate every N steps (and at the end)
   eval.split / crop_size / base_size / scales / flip / stride_rate / window_batch: the
                         sliding-window protocol of psp_jax.evaluate.inference
-  eval.max_images       evaluate only the first N images (0: all)
+  eval.max_images       evaluate only the first N images (0: all); reports label this a subset
+  eval.log_images       predicted masks written to TensorBoard at each evaluation
   distributed.*         jax.distributed.initialize arguments for multi-host runs ('' = one host)
 """
 from __future__ import annotations
@@ -53,14 +56,15 @@ def _base(num_classes: int, data_cfg: ml_collections.ConfigDict, depth: int = 50
       steps=steps, batch_size=16, aux_weight=0.4, sync_bn=True,
       bn_group_size=ml_collections.FieldReference(None, field_type=int), frozen_bn=False,
       init_checkpoint="", checkpoint_every=5000, keep_checkpoints=3, log_every=50,
-      num_devices=ml_collections.FieldReference(None, field_type=int)))
+      num_devices=ml_collections.FieldReference(None, field_type=int), debug_nan_at_step=0))
   cfg.optim = ml_collections.ConfigDict(dict(
       name="sgd", base_lr=0.01, momentum=0.9, nesterov=False, weight_decay=1e-4,
       schedule="poly", power=0.9, warmup_steps=0, warmup_init_lr=0.0, end_lr=0.0,
       lr_multipliers={"ppm": 10.0, "head": 10.0, "aux_head": 10.0}, grad_clip_norm=0.0))
   cfg.eval = ml_collections.ConfigDict(dict(
       every=5000, split="validation", crop_size=(crop, crop), base_size=base_size,
-      scales=(1.0,), flip=False, stride_rate=2.0 / 3.0, window_batch=2, max_images=0))
+      scales=(1.0,), flip=False, stride_rate=2.0 / 3.0, window_batch=2, max_images=0,
+      log_images=3))
   cfg.distributed = ml_collections.ConfigDict(dict(
       coordinator_address="", num_processes=1, process_id=0))
   return cfg
@@ -104,7 +108,7 @@ def camvid_r18() -> ml_collections.ConfigDict:
 
 def demo() -> ml_collections.ConfigDict:
   """A CPU demo on the embedded synthetic scenes: a narrow ResNet-18 PSPNet, a few minutes."""
-  cfg = _base(11, data.synthetic(), depth=18, steps=600, crop=97, base_size=97)
+  cfg = _base(11, data.synthetic(), depth=18, steps=600, crop=97, base_size=193)
   cfg.model.stem = "classic"
   cfg.model.width = 16
   cfg.model.head_features = 64

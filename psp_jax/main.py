@@ -12,10 +12,16 @@ import sys
 
 # command -> (module, function taking the arguments after the command name, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
+    "train": ("psp_jax.experiment", "train_main",
+              "train (and periodically evaluate) from a config: --config FILE.py:NAME --workdir DIR"),
+    "evaluate": ("psp_jax.experiment", "evaluate_main",
+                 "evaluate a run's latest or best checkpoint on a split (mIoU table, JSON, Markdown)"),
     "convert": ("psp_jax.convert", "convert_main",
                 "convert a PyTorch checkpoint (semseg PSPNet, ImageNet ResNet, CascadePSP) to Orbax"),
     "predict": ("psp_jax.segment", "predict_main",
                 "label images (a file or a folder) with a checkpoint: index, colour and overlay PNGs"),
+    "refine": ("psp_jax.refine.cli", "refine_main",
+               "refine coarse masks with CascadePSP (an image or folders; --gt reports IoU and mBA)"),
     "quickstart": ("psp_jax.train.quickstart", "cli_main",
                    "train a small PSPNet on the embedded synthetic scenes (CPU, ~1 min)"),
 }

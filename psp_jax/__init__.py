@@ -21,3 +21,9 @@ def predict(checkpoint, image):
   """Label map (H, W) of an RGB uint8 image (see `psp_jax.segment.predict`)."""
   from psp_jax import segment  # pylint: disable=import-outside-toplevel
   return segment.predict(checkpoint, image)
+
+
+def Refiner(checkpoint, dtype=None, **kwargs):  # pylint: disable=invalid-name
+  """CascadePSP mask refiner of a checkpoint (see `psp_jax.refine.api.Refiner`)."""
+  from psp_jax.refine import api  # pylint: disable=import-outside-toplevel
+  return api.Refiner(checkpoint, dtype=dtype, **kwargs)

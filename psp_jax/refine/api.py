@@ -27,7 +27,10 @@ local step needs L >= 66 (its window step is L // 2 - 32). The model was trained
 crops; 900 is the published default.
 
 Compilation: model inputs are padded to bucketed shapes (see `cascade.py`), so a folder of
-images of many sizes compiles a handful of programs. Nothing is ever downloaded: the weights
+images of many sizes compiles a handful of programs, and refiners of the same model share
+them. Setting JAX_COMPILATION_CACHE_DIR=DIR (JAX's persistent cache, works on CPU too) reuses
+them across processes: the first full-width refine on this 2-core CPU drops from about 26 s
+to 20 s. Nothing is ever downloaded: the weights
 come from the checkpoint (`psp-jax convert --model cascadepsp` of the official file).
 """
 from __future__ import annotations

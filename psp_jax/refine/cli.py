@@ -19,6 +19,7 @@ Masks are read as greyscale (RGB files are converted, as cv2.IMREAD_GRAYSCALE) a
 thresholded at 127; --labels reads them as label maps (palette/index PNGs) and refines each
 class (Refiner.refine_labels), writing label PNGs. Exit status 1 with a message naming the
 input on bad input (missing file, unreadable image, size mismatch, too small an image).
+Set JAX_COMPILATION_CACHE_DIR=DIR to keep compiled programs between calls.
 """
 from __future__ import annotations
 
@@ -205,8 +206,8 @@ def refine_main(argv: list[str]) -> int:
                          f"{image_path} is {image.shape[0]}x{image.shape[1]}: they must match")
       with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = refiner.refine_result(image, mask, L=args.L, stages=stages, roi=roi)
         before = masks.to_binary(mask, "mask")
+        result = refiner.refine_result(image, before, L=args.L, stages=stages, roi=roi)
       for w in caught:
         print(f"{prog}: warning: {mask_path.name}: {w.message}", file=sys.stderr)
       if out_path is not None:

@@ -6,6 +6,8 @@ Entry points (imported lazily, so `psp_jax.data.synthetic` stays light):
   train_iterator(data_cfg, global_batch)    per-process training batches, get_state/set_state
   eval_iterator(data_cfg, split)            per-process padded evaluation batches
   eval_steps(num_records, process_count, batch_size)
+  refine_train_iterator(data_cfg, global_batch)   CascadePSP crops: image, perturbed seg, gt
+  refine_eval_examples(data_cfg, split)          full-size (name, image, gt, coarse) examples
 """
 from __future__ import annotations
 
@@ -21,6 +23,10 @@ _LAZY = {
     "eval_iterator": "psp_jax.data.pipeline",
     "eval_dataset": "psp_jax.data.pipeline",
     "eval_steps": "psp_jax.data.pipeline",
+    "refine_train_iterator": "psp_jax.data.refine_pipeline",
+    "refine_train_dataset": "psp_jax.data.refine_pipeline",
+    "refine_eval_examples": "psp_jax.data.refine_pipeline",
+    "RefineAugment": "psp_jax.data.refine_pipeline",
     "Augment": "psp_jax.data.transforms",
     "normalize": "psp_jax.data.transforms",
 }

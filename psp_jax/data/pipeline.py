@@ -100,6 +100,12 @@ class Decode:
     return image, label
 
 
+def example_rng(seed: int, position: int, records_per_epoch: int, index: int) -> np.random.Generator:
+  """The augmentation RNG of the example at stream `position` (record `index`): a function of
+  (seed, epoch, record) only, so worker and thread counts never change the stream."""
+  return np.random.default_rng((seed, position // records_per_epoch, index))
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainMap:
   """(stream position, (record index, record)) -> augmented example; picklable for workers."""
@@ -113,8 +119,7 @@ class TrainMap:
 
   def __call__(self, position: int, item) -> dict:
     index, record = item
-    epoch = position // self.records_per_epoch
-    rng = np.random.default_rng((self.seed, epoch, index))
+    rng = example_rng(self.seed, position, self.records_per_epoch, index)
     image, label = self.decode(index, record)
     image, label = T.train_transform(image, label, rng, self.aug, self.crop_size, self.mean, self.std)
     return {"image": image, "label": label, "index": np.int32(index)}
@@ -196,6 +201,33 @@ def train_dataset(data_cfg, global_batch_size: int, *, process_index: int | None
   num_epochs None: infinite stream (iteration-based training). An int: that many epochs,
   the last partial batch dropped.
   """
+  records = train_records(data_cfg, global_batch_size, process_index=process_index,
+                          process_count=process_count, dataset=dataset, num_epochs=num_epochs)
+  mapper = TrainMap(
+      decode=Decode(records.dataset.num_classes, split=records.split),
+      aug=T.Augment.from_config(_get(data_cfg, "augmentation")),
+      crop_size=_pair(_get(data_cfg, "crop_size", 473)),
+      mean=tuple(_get(data_cfg, "mean", T.MEAN)), std=tuple(_get(data_cfg, "std", T.STD)),
+      seed=int(_get(data_cfg, "seed", 0)), records_per_epoch=records.per_shard)
+  return batched(records, mapper, data_cfg)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainRecords:
+  """This process's training stream before augmentation: `ds` yields (record index, record)
+  at stream positions 0, 1, ... (shuffled per epoch, repeated); see `train_records`."""
+  ds: grain.MapDataset
+  dataset: PreparedDataset
+  split: str
+  per_shard: int
+  batch: int
+
+
+def train_records(data_cfg, global_batch_size: int, *, process_index: int | None = None,
+                  process_count: int | None = None, dataset: PreparedDataset | None = None,
+                  num_epochs: int | None = None) -> TrainRecords:
+  """The sharded, per-epoch shuffled, repeated records of `data.train_split` for this process
+  (shared by every training pipeline; the module docstring tells the rules)."""
   pi, pc = _process(process_index, process_count)
   batch = per_process_batch(global_batch_size, pc)
   dataset = dataset or open_dataset(data_cfg)
@@ -215,14 +247,13 @@ def train_dataset(data_cfg, global_batch_size: int, *, process_index: int | None
   if bool(_get(data_cfg, "shuffle", True)):
     ds = ds.shuffle(seed=int(_get(data_cfg, "seed", 0)) % 2**32)
   ds = ds.repeat(num_epochs)
-  mapper = TrainMap(
-      decode=Decode(dataset.num_classes, split=split),
-      aug=T.Augment.from_config(_get(data_cfg, "augmentation")),
-      crop_size=_pair(_get(data_cfg, "crop_size", 473)),
-      mean=tuple(_get(data_cfg, "mean", T.MEAN)), std=tuple(_get(data_cfg, "std", T.STD)),
-      seed=int(_get(data_cfg, "seed", 0)), records_per_epoch=per_shard)
-  ds = ds.map_with_index(mapper)
-  ds = ds.batch(batch, drop_remainder=True)
+  return TrainRecords(ds=ds, dataset=dataset, split=split, per_shard=per_shard, batch=batch)
+
+
+def batched(records: TrainRecords, mapper, data_cfg) -> grain.IterDataset:
+  """records -> `mapper(position, (index, record))` -> full batches, through the configured
+  worker processes (`mapper` must be picklable)."""
+  ds = records.ds.map_with_index(mapper).batch(records.batch, drop_remainder=True)
   return _maybe_workers(ds.to_iter_dataset(_read_options(data_cfg)), data_cfg)
 
 

@@ -4,7 +4,7 @@
   info = prepare(data_cfg)               # prepare once (prints counts + class histogram)
   ds = open_dataset(data_cfg)            # prepare if needed; random-access sources per split
 
-Datasets (`data.name`): ade20k, voc, cityscapes, camvid, folder, synthetic, and
+Datasets (`data.name`): ade20k, voc, cityscapes, camvid, folder, synthetic, binary_masks, and
 "tfds:<catalog name>" for any TFDS catalog dataset with an image and a segmentation mask
 (this last path needs TensorFlow to prepare the catalog dataset; the others never do).
 """
@@ -22,6 +22,7 @@ import tensorflow_datasets as tfds
 from psp_jax.data import labels as L
 from psp_jax.data.builders.ade20k import PspAde20k
 from psp_jax.data.builders.base import SegConfig, SegmentationBuilder, config_name
+from psp_jax.data.builders.binary_masks import PspBinaryMasks
 from psp_jax.data.builders.camvid import PspCamvid
 from psp_jax.data.builders.cityscapes import PspCityscapes
 from psp_jax.data.builders.folder import PspFolder
@@ -32,8 +33,9 @@ log = logging.getLogger(__name__)
 
 BUILDERS: dict[str, type[SegmentationBuilder]] = {
     "ade20k": PspAde20k, "voc": PspVoc, "cityscapes": PspCityscapes, "camvid": PspCamvid,
-    "folder": PspFolder, "synthetic": PspSynthetic,
+    "folder": PspFolder, "synthetic": PspSynthetic, "binary_masks": PspBinaryMasks,
 }
+NO_MANUAL_DIR = ("synthetic", "binary_masks")  # generated, or the config names its folders
 DEFAULT_DATA_DIR = os.path.join(os.path.expanduser("~"), "tensorflow_datasets")
 
 
@@ -87,6 +89,20 @@ def content_params(data_cfg) -> dict:
     return {"num_train": syn.get("num_train", 512), "num_val": syn.get("num_val", 128),
             "size": list(syn.get("size", (64, 64))), "seed": syn.get("seed", 0),
             "options": syn.get("options") or {}}
+  if name == "binary_masks":
+    root = pathlib.Path(str(_get(data_cfg, "root", "") or ".")).expanduser()
+
+    def resolve(sources, key):
+      out = []
+      for k, src in enumerate(_plain(sources) or []):
+        if not isinstance(src, Mapping) or set(src) != {"layout", "dir"}:
+          raise ValueError(f"data.{key}[{k}] must be {{'layout': ..., 'dir': ...}}, got {src!r}")
+        d = pathlib.Path(str(src["dir"])).expanduser()
+        out.append({"layout": str(src["layout"]), "dir": str((d if d.is_absolute() else root / d).resolve())})
+      return out
+    return {"sources": resolve(_get(data_cfg, "sources"), "sources"),
+            "val_sources": resolve(_get(data_cfg, "val_sources"), "val_sources"),
+            "mask_threshold": int(_get(data_cfg, "mask_threshold", 127))}
   return {}
 
 
@@ -155,7 +171,7 @@ def prepare(data_cfg, *, force: bool = False, verbose: bool = True) -> Segmentat
   if builder.is_prepared() and not force:
     return builder
   manual = _get(data_cfg, "manual_dir")
-  if name != "synthetic":
+  if name not in NO_MANUAL_DIR:
     if not manual:
       raise ValueError(f"data.manual_dir is not set; {builder.name} needs the downloaded files:\n{type(builder).__doc__}")
     manual = os.path.expanduser(str(manual))

@@ -1,0 +1,251 @@
+"""Grain pipelines of the CascadePSP refinement module: perturbed-mask training crops, and
+full-size evaluation examples with fixed coarse masks.
+
+  it = refine_train_iterator(data_cfg, global_batch_size)   # infinite, per-process batches
+  batch = next(it)  # {'image': f32 (B, C, C, 3) normalised with data.mean/std,
+                    #  'seg':   f32 (B, C, C) {0, 1}: the perturbed ground truth (the input mask),
+                    #  'gt':    f32 (B, C, C) {0, 1}: the ground truth},  C = data.crop_size
+  state = it.get_state(); ...; it.set_state(state)          # resume on exactly the next batch
+  for name, image, gt, coarse in refine_eval_examples(data_cfg, "validation"): ...
+
+The stream machinery is the segmentation pipeline's (`psp_jax.data.pipeline.train_records`):
+per-process shards, a new shuffle each epoch, per-example RNG from (seed, epoch, record),
+worker processes, get_state/set_state.
+
+Ground truth: pixels whose class is in `data.foreground_classes` (indices, or names of
+the dataset's classes) are foreground; every other class and ignore (255) is background.
+Default: [1] for 2-class datasets (binary_masks); other datasets must set it.
+
+Per training example (CascadePSP's order; `data.refine_augment`, see `RefineAugment`):
+  1. random crop C x C; a side shorter than C is padded, the image placed at a random offset
+     (as RandomCrop(pad_if_needed) followed by the crop): image padding is the mean pixel
+     (0 after normalisation), mask padding is background;
+  2. horizontal flip (flip_prob);
+  3. colour jitter on the image's real pixels, brightness / contrast / saturation factors
+     drawn from [1 - x, 1 + x] and applied in a random order (torchvision ColorJitter), then
+     grayscale with probability grayscale_prob;
+  4. seg = `psp_jax.refine.perturb` of the cropped ground truth (IoU target ~ U[0.8, 1.0)).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Iterator, Mapping, Sequence
+
+import grain
+import numpy as np
+
+from psp_jax.data import pipeline as P
+from psp_jax.data import transforms as T
+from psp_jax.data.builders import PreparedDataset, open_dataset
+from psp_jax.data.labels import IGNORE_LABEL
+from psp_jax.refine.perturb import Perturbation
+
+_get = P._get  # pylint: disable=protected-access
+GREY = np.asarray([0.299, 0.587, 0.114], np.float32)  # ITU-R 601 luma, as torchvision
+
+
+@dataclasses.dataclass(frozen=True)
+class RefineAugment:
+  """The `data.refine_augment` config section (CascadePSP's values by default).
+
+  crop: random crop (False: centre crop, for debugging); flip_prob: horizontal flip;
+  brightness, contrast, saturation: colour jitter strengths (0 = off); grayscale_prob:
+  random grayscale (torchvision's default 0.1); perturb: `Perturbation` fields.
+  """
+  crop: bool = True
+  flip_prob: float = 0.5
+  brightness: float = 0.2
+  contrast: float = 0.05
+  saturation: float = 0.05
+  grayscale_prob: float = 0.1
+  perturb: Perturbation = Perturbation()
+
+  @classmethod
+  def from_config(cls, cfg: Mapping[str, Any] | None) -> "RefineAugment":
+    cfg = dict(cfg or {})
+    perturb = Perturbation.from_config(cfg.pop("perturb", None))
+    fields = {f.name for f in dataclasses.fields(cls)} - {"perturb"}
+    unknown = set(cfg) - fields
+    if unknown:
+      raise ValueError(f"unknown data.refine_augment fields {sorted(unknown)}; known: {sorted(fields)} + 'perturb'")
+    aug = cls(perturb=perturb, **cfg)
+    for name in ("flip_prob", "grayscale_prob", "brightness", "contrast", "saturation"):
+      if not 0.0 <= getattr(aug, name) <= 1.0:
+        raise ValueError(f"data.refine_augment.{name} must be in [0, 1], got {getattr(aug, name)}")
+    return aug
+
+
+def foreground_table(data_cfg, class_names: Sequence[str]) -> np.ndarray:
+  """uint8 (256,) lookup: stored label -> 1 for `data.foreground_classes`, else 0 (ignore too)."""
+  classes = _get(data_cfg, "foreground_classes")
+  if classes is None:
+    if len(class_names) != 2:
+      raise ValueError(f"data.foreground_classes is not set and the dataset has {len(class_names)} classes "
+                       f"({list(class_names)[:12]}); list the object classes (indices or names)")
+    classes = [1]
+  table = np.zeros(256, np.uint8)
+  for c in classes:
+    if isinstance(c, str):
+      if c not in class_names:
+        raise ValueError(f"data.foreground_classes: {c!r} is not a class of the dataset {list(class_names)}")
+      c = list(class_names).index(c)
+    if not 0 <= int(c) < len(class_names):
+      raise ValueError(f"data.foreground_classes: {c} is outside the classes 0..{len(class_names) - 1}")
+    table[int(c)] = 1
+  if not table.any():
+    raise ValueError("data.foreground_classes is empty")
+  table[IGNORE_LABEL] = 0
+  return table
+
+
+def crop_with_padding(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, size: tuple[int, int],
+                      fill: np.ndarray, random: bool = True):
+  """(image f32 (H, W, 3), mask uint8 (H, W)) -> crops of `size` and the box (y0, y1, x0, x1) of
+  real pixels in the crop. Where a side is shorter than the crop, the image lands at a
+  random offset inside it; padding is `fill` for the image and 0 for the mask."""
+  h, w = mask.shape
+  ch, cw = size
+
+  def offset(n, c):  # crop start in image coordinates; negative = padding before the image
+    lo, hi = min(0, n - c), max(0, n - c)
+    return int(rng.integers(lo, hi + 1)) if random else (n - c) // 2
+
+  y, x = offset(h, ch), offset(w, cw)
+  out_img = np.empty((ch, cw, 3), np.float32)
+  out_img[...] = fill
+  out_mask = np.zeros((ch, cw), np.uint8)
+  sy0, sy1, sx0, sx1 = max(y, 0), min(y + ch, h), max(x, 0), min(x + cw, w)
+  box = (sy0 - y, sy1 - y, sx0 - x, sx1 - x)
+  out_img[box[0]:box[1], box[2]:box[3]] = image[sy0:sy1, sx0:sx1]
+  out_mask[box[0]:box[1], box[2]:box[3]] = mask[sy0:sy1, sx0:sx1]
+  return out_img, out_mask, box
+
+
+def color_jitter(image: np.ndarray, rng: np.random.Generator, aug: RefineAugment) -> np.ndarray:
+  """float32 RGB 0..255 (h, w, 3) -> jittered copy (torchvision ColorJitter semantics, hue 0)."""
+  ops = []
+  if aug.brightness > 0:
+    ops.append(("brightness", rng.uniform(1 - aug.brightness, 1 + aug.brightness)))
+  if aug.contrast > 0:
+    ops.append(("contrast", rng.uniform(1 - aug.contrast, 1 + aug.contrast)))
+  if aug.saturation > 0:
+    ops.append(("saturation", rng.uniform(1 - aug.saturation, 1 + aug.saturation)))
+  for k in rng.permutation(len(ops)) if ops else ():
+    name, f = ops[k]
+    f = np.float32(f)
+    if name == "brightness":
+      image = image * f
+    elif name == "contrast":
+      image = f * image + (1 - f) * np.float32((image @ GREY).mean())
+    else:
+      image = f * image + (1 - f) * (image @ GREY)[..., None]
+    image = np.clip(image, 0, 255)
+  if aug.grayscale_prob > 0 and rng.random() < aug.grayscale_prob:
+    image = np.repeat((image @ GREY)[..., None], 3, axis=-1)
+  return image
+
+
+def refine_train_transform(image: np.ndarray, gt: np.ndarray, rng: np.random.Generator, aug: RefineAugment,
+                           crop_size: tuple[int, int], mean: Sequence[float] = T.MEAN,
+                           std: Sequence[float] = T.STD) -> dict[str, np.ndarray]:
+  """uint8 RGB (H, W, 3) + uint8 {0, 1} gt (H, W) -> {'image', 'seg', 'gt'} crops (module doc)."""
+  fill = T.mean_pixel(mean)
+  img, mask, (y0, y1, x0, x1) = crop_with_padding(image, gt, rng, tuple(crop_size), fill, aug.crop)
+  if aug.flip_prob > 0 and rng.random() < aug.flip_prob:
+    img, mask = img[:, ::-1], mask[:, ::-1]
+    y0, y1, x0, x1 = y0, y1, img.shape[1] - x1, img.shape[1] - x0
+  img = np.ascontiguousarray(img)
+  img[y0:y1, x0:x1] = color_jitter(img[y0:y1, x0:x1], rng, aug)  # padding stays the mean pixel
+  mask = np.ascontiguousarray(mask)
+  seg = aug.perturb(mask, rng)
+  return {"image": T.normalize(img, mean, std), "seg": seg.astype(np.float32), "gt": mask.astype(np.float32)}
+
+
+@dataclasses.dataclass(frozen=True)
+class RefineTrainMap:
+  """(stream position, (record index, record)) -> refinement training example; picklable."""
+  decode: P.Decode
+  foreground: np.ndarray
+  aug: RefineAugment
+  crop_size: tuple[int, int]
+  mean: tuple[float, ...]
+  std: tuple[float, ...]
+  seed: int
+  records_per_epoch: int
+
+  def __call__(self, position: int, item) -> dict:
+    index, record = item
+    rng = P.example_rng(self.seed, position, self.records_per_epoch, index)
+    image, label = self.decode(index, record)
+    return refine_train_transform(image, self.foreground[label], rng, self.aug, self.crop_size, self.mean, self.std)
+
+
+def refine_train_dataset(data_cfg, global_batch_size: int, *, dataset: PreparedDataset | None = None,
+                         process_index: int | None = None, process_count: int | None = None,
+                         num_epochs: int | None = None) -> grain.IterDataset:
+  """This process's refinement training IterDataset (iterate it for per-process batches)."""
+  records = P.train_records(data_cfg, global_batch_size, process_index=process_index,
+                            process_count=process_count, dataset=dataset, num_epochs=num_epochs)
+  mapper = RefineTrainMap(
+      decode=P.Decode(records.dataset.num_classes, split=records.split),
+      foreground=foreground_table(data_cfg, records.dataset.class_names),
+      aug=RefineAugment.from_config(_get(data_cfg, "refine_augment")),
+      crop_size=P._pair(_get(data_cfg, "crop_size", 224)),  # pylint: disable=protected-access
+      mean=tuple(_get(data_cfg, "mean", T.MEAN)), std=tuple(_get(data_cfg, "std", T.STD)),
+      seed=int(_get(data_cfg, "seed", 0)), records_per_epoch=records.per_shard)
+  return P.batched(records, mapper, data_cfg)
+
+
+def refine_train_iterator(data_cfg, global_batch_size: int, *, dataset: PreparedDataset | None = None,
+                          process_index: int | None = None, process_count: int | None = None,
+                          num_epochs: int | None = None) -> grain.DatasetIterator:
+  """Iterator of per-process refinement batches with `get_state()` / `set_state()`."""
+  return iter(refine_train_dataset(data_cfg, global_batch_size, dataset=dataset, process_index=process_index,
+                                   process_count=process_count, num_epochs=num_epochs))
+
+
+class RefineEvalExamples:
+  """Iterable of (name, image uint8 (H, W, 3), gt uint8 (H, W) {0, 1}, coarse uint8 (H, W) {0, 1})
+  at full size. coarse = the perturbed gt, drawn from `np.random.default_rng((seed, record
+  index))`: the same inputs on every run and process. Records whose gt is empty are skipped
+  (`skipped` lists their names after a pass; a line reports the count). Decoding is lazy, one
+  image at a time."""
+
+  def __init__(self, data_cfg, split: str, dataset: PreparedDataset, max_images: int | None, seed: int):
+    if split not in dataset.sources:
+      raise ValueError(f"refinement evaluation split {split!r} is not among the prepared splits "
+                       f"{sorted(dataset.sources)} (eval.split; binary_masks datasets need data.val_sources)")
+    self.split, self.source, self.max_images, self.seed = split, dataset.sources[split], max_images, int(seed)
+    self.decode = P.Decode(dataset.num_classes, split=split)
+    self.foreground = foreground_table(data_cfg, dataset.class_names)
+    self.perturb = RefineAugment.from_config(_get(data_cfg, "refine_augment")).perturb
+    self.skipped: list[str] = []
+
+  def __iter__(self) -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+    self.skipped = []
+    count = 0
+    for index in range(len(self.source)):
+      if self.max_images and count >= self.max_images:
+        break
+      record = self.source[index]
+      image, label = self.decode(index, record)
+      gt = self.foreground[label]
+      name = P._name(record)  # pylint: disable=protected-access
+      if not gt.any():
+        self.skipped.append(name)
+        continue
+      coarse = self.perturb(gt, np.random.default_rng((self.seed, index)))
+      count += 1
+      yield name, image, gt, coarse
+    if self.skipped:
+      print(f"[psp_jax.data] refinement evaluation, split {self.split!r}: {count} images, {len(self.skipped)} "
+            f"skipped (no foreground pixel), e.g. {self.skipped[:3]}")
+
+
+def refine_eval_examples(data_cfg, split: str | None = None, *, max_images: int | None = None, seed: int = 0,
+                         dataset: PreparedDataset | None = None) -> RefineEvalExamples:
+  """Full-size evaluation examples of `split` (default data.eval_split): see RefineEvalExamples.
+  max_images: stop after that many (non-empty) examples (None or 0: all)."""
+  dataset = dataset or open_dataset(data_cfg)
+  split = split or _get(data_cfg, "eval_split", "validation")
+  return RefineEvalExamples(data_cfg, split, dataset, max_images, seed)

@@ -43,17 +43,18 @@ def main() -> None:
   import ml_collections
   import numpy as np
 
+  from psp_jax.checkpoint import init_variables
   from psp_jax.models.build import build_model
   from psp_jax.parallel import make_mesh
   from psp_jax.train.optim import make_optimizer
-  from psp_jax.train.state import create_train_state, init_variables
+  from psp_jax.train.state import create_train_state
   from psp_jax.train.step import make_train_step
 
   size = args.size or (473 if args.what == "forward" else 233)
   batch = args.batch or (1 if args.what == "forward" else 8)
   model = build_model({"name": "pspnet", "num_classes": args.classes, "depth": args.depth,
                        "dtype": args.dtype})
-  variables = init_variables(model, jax.random.key(0), (1, size, size, 3))
+  variables = init_variables(model, jax.random.key(0))
   rng = np.random.default_rng(0)
   images = rng.normal(size=(batch, size, size, 3)).astype(np.float32)
   desc = (f"PSPNet-{args.depth} ({args.classes} classes, {args.dtype}) on {jax.device_count()} x "

@@ -43,13 +43,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from psp_jax.checkpoint import init_variables
 from psp_jax.data import synthetic
 from psp_jax.data.transforms import normalize
 from psp_jax.evaluate.metrics import confusion_matrix, segmentation_metrics
 from psp_jax.models.pspnet import PSPNet
 from psp_jax.parallel import make_mesh
 from psp_jax.train.optim import make_optimizer
-from psp_jax.train.state import create_train_state, init_variables
+from psp_jax.train.state import create_train_state
 from psp_jax.train.step import make_train_step
 
 
@@ -77,7 +78,7 @@ def run_one(context: str, args, val_images, val_labels) -> dict:
                  context=context, aux=False, dropout=0.0)
   mesh = make_mesh(1)
   key = jax.random.key(args.seed)
-  variables = init_variables(model, key, (1, args.size, args.size, 3))
+  variables = init_variables(model, key)
   optim_cfg = ml_collections.ConfigDict(dict(name="adam", base_lr=args.lr, schedule="poly", power=0.9,
                                              weight_decay=0.0))
   optimizer = make_optimizer(optim_cfg, variables["params"], args.steps)

@@ -1,4 +1,5 @@
-"""Training checkpoints: the latest N steps, the best by mIoU, resumable data iterators.
+"""Training checkpoints: the latest N steps, the best by mIoU (refinement: IoU), resumable
+data iterators.
 
 Layout of a training workdir (both roots are `psp_jax.checkpoint` directories, so
 `psp_jax.load(WORKDIR)` / `psp_jax.load(WORKDIR/checkpoints_best)` work for inference):
@@ -8,10 +9,10 @@ Layout of a training workdir (both roots are `psp_jax.checkpoint` directories, s
       state/    {'params', 'batch_stats', 'opt_state', 'step', 'rng'}   (Orbax PyTree)
       meta/     model config, full training config, classes, preprocessing   (JSON)
       data/     process_<p>-of-<P>.json: the Grain iterator state of every process
-  WORKDIR/checkpoints_best/<step>/   the evaluated step with the highest mIoU (one kept; Orbax
+  WORKDIR/checkpoints_best/<step>/   the evaluated step with the highest mIoU or IoU (one kept; Orbax
                                      `best_fn` over the metrics saved with it)
       state/    {'params', 'batch_stats', 'step'}
-      meta/     as above, plus 'metrics' {mIoU, mAcc, aAcc}
+      meta/     as above, plus 'metrics' {mIoU, mAcc, aAcc} (refinement: {IoU, mBA, ...})
 
 Saving is asynchronous (Orbax copies the arrays to host memory before `save` returns, then
 writes in a background thread) and atomic (a step directory appears only when complete).
@@ -22,6 +23,7 @@ rejected before anything is read, with every mismatched parameter named.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import pathlib
@@ -140,8 +142,8 @@ def _handlers(with_data: bool) -> dict[str, ocp.CheckpointHandler]:
   return handlers
 
 
-def _best_metric(metrics: Mapping[str, Any]) -> float:
-  v = metrics.get("mIoU")
+def _best_metric(metrics: Mapping[str, Any], key: str = "mIoU") -> float:
+  v = metrics.get(key)
   return float("-inf") if v is None or not np.isfinite(v) else float(v)
 
 
@@ -151,7 +153,12 @@ class TrainCheckpointer:
   Every process must call every method (saves and restores are collective)."""
 
   def __init__(self, workdir: str | pathlib.Path, *, keep: int | None = 3,
-               enable_async: bool = True, keep_best: bool = True):
+               enable_async: bool = True, keep_best: bool = True, best_metric: str = "mIoU",
+               saved_metrics: tuple[str, ...] = ("mIoU", "mAcc", "aAcc")):
+    """best_metric: the evaluation metric (higher is better) that picks the best checkpoint
+    ('mIoU' for segmentation, 'IoU' for refinement); saved_metrics: those stored with it."""
+    self.metric = best_metric
+    self.saved_metrics = tuple(saved_metrics)
     workdir = pathlib.Path(workdir).expanduser().absolute()
     self.directory = workdir / CHECKPOINT_DIR
     self.best_directory = workdir / BEST_DIR
@@ -165,7 +172,7 @@ class TrainCheckpointer:
       self.best = ocp.CheckpointManager(
           self.best_directory, item_names=ckpt_lib.ITEMS, item_handlers=_handlers(False),
           options=ocp.CheckpointManagerOptions(
-              max_to_keep=1, best_fn=_best_metric, best_mode="max",
+              max_to_keep=1, best_fn=functools.partial(_best_metric, key=best_metric), best_mode="max",
               keep_checkpoints_without_metrics=False, create=True,
               enable_async_checkpointing=enable_async, cleanup_tmp_directories=True,
               save_interval_steps=1))
@@ -181,12 +188,12 @@ class TrainCheckpointer:
     return None if self.best is None else self.best.best_step()
 
   def best_metric(self) -> float | None:
-    """mIoU of the best checkpoint so far (None when there is none)."""
+    """The best metric (mIoU by default) of the best checkpoint so far (None when none)."""
     if self.best is None or self.best.best_step() is None:
       return None
     meta = self.best.restore(self.best.best_step(),
                              args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-    return (meta or {}).get("metrics", {}).get("mIoU")
+    return (meta or {}).get("metrics", {}).get(self.metric)
 
   # -- save
   def save(self, state: TrainState, data_iterator, meta: Mapping[str, Any], *,
@@ -203,13 +210,13 @@ class TrainCheckpointer:
     return bool(self.manager.save(step, args=ocp.args.Composite(**args), force=force))
 
   def save_best(self, state: TrainState, meta: Mapping[str, Any], metrics: Mapping[str, Any]) -> bool:
-    """Offer an evaluated step to the best-by-mIoU manager (Orbax keeps the better one)."""
+    """Offer an evaluated step to the best-by-metric manager (Orbax keeps the better one)."""
     if self.best is None:
       return False
     step = int(jax.device_get(state.step))
     if step in self.best.all_steps():
       return False
-    scalars = {k: float(metrics[k]) for k in ("mIoU", "mAcc", "aAcc") if k in metrics}
+    scalars = {k: float(metrics[k]) for k in self.saved_metrics if k in metrics}
     meta = dict(meta, metrics=scalars)
     tree = {"params": state.params, "batch_stats": state.batch_stats, "step": state.step}
     return bool(self.best.save(step, metrics=scalars, args=ocp.args.Composite(

@@ -37,6 +37,7 @@ Failure modes:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import os
 import pathlib
@@ -59,7 +60,7 @@ from psp_jax.train import logging_utils
 from psp_jax.train.checkpointing import TrainCheckpointer
 from psp_jax.train.losses import IGNORE_LABEL
 from psp_jax.train.optim import Optimizer, batchnorm_paths, make_optimizer
-from psp_jax.train.state import create_train_state, init_variables
+from psp_jax.train.state import create_train_state
 from psp_jax.train.step import make_train_step
 
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM: "terminated", the scheduler should restart the job
@@ -289,8 +290,8 @@ class PredictionLogger:
 
 # ----------------------------------------------------------------------------- metrics on device
 
-def _zero_accumulator(mesh) -> dict:
-  acc = {"sums": {k: jnp.zeros((), jnp.float32) for k in SUMMED_METRICS},
+def _zero_accumulator(mesh, keys=SUMMED_METRICS) -> dict:
+  acc = {"sums": {k: jnp.zeros((), jnp.float32) for k in keys},
          "count": jnp.zeros((), jnp.int32), "invalid": jnp.zeros((), jnp.int32),
          "bad_step": jnp.full((), -1, jnp.int32), "bad_loss": jnp.zeros((), jnp.float32)}
   from psp_jax.parallel import replicate  # pylint: disable=import-outside-toplevel
@@ -301,15 +302,16 @@ def _zero_accumulator(mesh) -> dict:
 def _accumulate(acc: dict, metrics: dict, step: jnp.ndarray) -> dict:
   loss = metrics["loss"]
   first_bad = (acc["bad_step"] < 0) & ~jnp.isfinite(loss)
-  return {"sums": {k: acc["sums"][k] + metrics[k].astype(jnp.float32) for k in SUMMED_METRICS},
+  return {"sums": {k: v + metrics[k].astype(jnp.float32) for k, v in acc["sums"].items()},
           "count": acc["count"] + 1,
           "invalid": acc["invalid"] + metrics["invalid_label_pixels"].astype(jnp.int32),
           "bad_step": jnp.where(first_bad, step.astype(jnp.int32), acc["bad_step"]),
           "bad_loss": jnp.where(first_bad, loss, acc["bad_loss"])}
 
 
-def check_health(acc_host: dict, *, num_classes: int, ignore_label: int, last_good: int | None,
-                 checkpoint_dir: pathlib.Path, step: int) -> None:
+def check_health(acc_host: dict, *, last_good: int | None, checkpoint_dir: pathlib.Path, step: int,
+                 num_classes: int | None = None, ignore_label: int = IGNORE_LABEL,
+                 labels_hint: str | None = None) -> None:
   """Raise NonFiniteLossError / InvalidLabelsError from a fetched accumulator."""
   bad = int(acc_host["bad_step"])
   if bad >= 0:
@@ -321,10 +323,12 @@ def check_health(acc_host: dict, *, num_classes: int, ignore_label: int, last_go
         "optim.grad_clip_norm, or check the input data of that step.")
   invalid = int(acc_host["invalid"])
   if invalid > 0:
+    hint = labels_hint or (f"neither in [0, {num_classes}) nor the ignore label {ignore_label}: the "
+                           "labels do not match data.num_classes / model.num_classes or the "
+                           "dataset's label mapping is wrong")
     raise InvalidLabelsError(
         f"{invalid} label pixels in the training batches up to step {step} are outside the classes "
-        f"(neither in [0, {num_classes}) nor the ignore label {ignore_label}): the labels do not match "
-        "data.num_classes / model.num_classes or the dataset's label mapping is wrong.")
+        f"({hint}).")
 
 
 # ----------------------------------------------------------------------------- preemption
@@ -361,6 +365,74 @@ class PreemptionWatcher:
       self._previous = None
 
 
+# ----------------------------------------------------------------------------- tasks
+
+@dataclasses.dataclass
+class Task:
+  """What differs between training a PSPNet and a CascadePSP refinement module; the loop
+  (schedule, checkpoints, resume, preemption, logging, evaluation cadence) is shared.
+
+  make_step(optimizer, mesh) -> step(state, *arrays) -> (state, metrics); batch_arrays maps a
+  host batch of the task's iterator to those arrays (numpy, global batch); summed_metrics are
+  the step metrics averaged over each log interval; evaluate(model, variables, config, mesh,
+  workdir, step) -> metrics holding eval_metrics, of which best_metric (higher is better)
+  picks checkpoints_best; labels_hint says what valid labels are (for the health check).
+  """
+  name: str
+  model: Any
+  meta: dict
+  train_iterator: Any
+  make_step: Callable
+  batch_arrays: Callable
+  evaluate: Callable
+  summed_metrics: tuple[str, ...]
+  eval_metrics: tuple[str, ...]
+  best_metric: str
+  labels_hint: str
+  progress: dict  # progress-bar field -> metric name
+  optional_modules: tuple[str, ...] = ()
+  predictions: Any = None  # .log(writer, variables, step) or None
+
+
+def segmentation_task(config, data_cfg, model, evaluate: Callable, global_batch: int) -> Task:
+  """Semantic segmentation (PSPNet / dilated FCN): images + labels, cross-entropy with the
+  auxiliary loss, mIoU by sliding-window evaluation."""
+  dataset = prepare_dataset(data_cfg)
+  num_classes = int(config.model.num_classes)
+  if num_classes != dataset.num_classes:
+    raise ValueError(f"model.num_classes={num_classes} but the dataset has {dataset.num_classes} classes")
+  ignore_label = int(_get(config.data, "ignore_label", IGNORE_LABEL))
+  palette = class_palette(config.data, dataset)
+  from psp_jax.data import train_iterator  # pylint: disable=import-outside-toplevel
+
+  def make_step(optimizer, mesh):
+    return make_train_step(  # looked up at call time (tests wrap it)
+        model, optimizer, mesh, num_classes=num_classes,
+        aux_weight=float(config.train.get("aux_weight", 0.4)), ignore_label=ignore_label,
+        sync_bn=bool(config.train.get("sync_bn", True)), bn_group_size=config.train.get("bn_group_size"))
+
+  return Task(
+      name="segmentation", model=model, meta=checkpoint_meta(config, model, dataset, palette),
+      train_iterator=train_iterator(data_cfg, global_batch, dataset=dataset), make_step=make_step,
+      batch_arrays=lambda batch: (batch["image"], batch["label"]), evaluate=evaluate,
+      summed_metrics=SUMMED_METRICS, eval_metrics=("mIoU", "mAcc", "aAcc"), best_metric="mIoU",
+      labels_hint=f"neither in [0, {num_classes}) nor the ignore label {ignore_label}: the labels do "
+                  "not match data.num_classes / model.num_classes or the dataset's label mapping is wrong",
+      progress={"loss": "loss", "acc": "pixel_acc"}, optional_modules=OPTIONAL_MODULES,
+      predictions=PredictionLogger(model, config, data_cfg, dataset, palette,
+                                   int(config.eval.get("log_images", 3))))
+
+
+def make_task(config, data_cfg, model, evaluate_fn: Callable | None, global_batch: int) -> Task:
+  """The task of `config.model.name`: 'cascadepsp' trains the refinement module, everything
+  else is semantic segmentation."""
+  if str(config.model.get("name", "pspnet")) == "cascadepsp":
+    from psp_jax.refine.training import refinement_task  # pylint: disable=import-outside-toplevel
+    return refinement_task(config, data_cfg, model, evaluate_fn, global_batch)
+  return segmentation_task(config, data_cfg, model, evaluate_fn or EVALUATE_FN or default_evaluate,
+                           global_batch)
+
+
 # ----------------------------------------------------------------------------- the run
 
 def _is_every(step: int, every, total: int) -> bool:
@@ -371,7 +443,8 @@ def _is_every(step: int, every, total: int) -> bool:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
                        evaluate_fn: Callable | None = None) -> dict:
   """Train (or resume) the run described by `config` in `workdir`; returns the final
-  evaluation metrics plus 'step', 'best_step' and 'best_mIoU'. See the module docstring.
+  evaluation metrics plus 'step', 'best_step' and 'best_mIoU' (refinement: 'best_IoU'). See
+  the module docstring.
 
   evaluate_fn: `fn(model, variables, config, mesh, workdir, step) -> metrics` replacing the
   full-split evaluator (default: EVALUATE_FN, else psp_jax.evaluate.evaluator.evaluate_split).
@@ -381,10 +454,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     watcher = PreemptionWatcher()  # early: a SIGTERM while preparing/compiling still saves
     stack.callback(watcher.close)
     return _train_and_evaluate(config, pathlib.Path(workdir).expanduser().absolute(),
-                               evaluate_fn or EVALUATE_FN or default_evaluate, watcher, stack)
+                               evaluate_fn, watcher, stack)
 
 
-def _train_and_evaluate(config, workdir: pathlib.Path, evaluate: Callable,
+def _train_and_evaluate(config, workdir: pathlib.Path, evaluate_fn: Callable | None,
                         watcher: PreemptionWatcher, stack: contextlib.ExitStack) -> dict:
   is_main = jax.process_index() == 0
   if is_main:
@@ -404,28 +477,20 @@ def _train_and_evaluate(config, workdir: pathlib.Path, evaluate: Callable,
   if is_main:
     logging_utils.write_config(workdir, config)
   data_cfg = data_config(config)
-  dataset = prepare_dataset(data_cfg)
-  num_classes = int(config.model.num_classes)
-  if num_classes != dataset.num_classes:
-    raise ValueError(f"model.num_classes={num_classes} but the dataset has {dataset.num_classes} classes")
-  ignore_label = int(_get(config.data, "ignore_label", IGNORE_LABEL))
-  palette = class_palette(config.data, dataset)
-
   frozen_bn = bool(config.train.get("frozen_bn", False))
   model = build_model(config.model, bn=BNConfig(frozen=frozen_bn))
-  crop = tuple(config.data.crop_size)
-  in_channels = int(config.model.get("in_channels", 3))
+  task = make_task(config, data_cfg, model, evaluate_fn, global_batch)
   init_rng, train_rng = jax.random.split(jax.random.key(int(config.seed)))
 
-  checkpointer = TrainCheckpointer(workdir, keep=config.train.get("keep_checkpoints", 3))
+  checkpointer = TrainCheckpointer(workdir, keep=config.train.get("keep_checkpoints", 3),
+                                   best_metric=task.best_metric, saved_metrics=task.eval_metrics)
   stack.callback(checkpointer.close)
   stack.callback(checkpointer.wait)  # runs first: in-flight saves complete, even on errors
   resume_step = checkpointer.latest_step()
-  make_vars = lambda: init_variables(model, init_rng, (1, *crop, in_channels))  # noqa: E731
-  variables = jax.eval_shape(make_vars) if resume_step is not None else make_vars()
+  variables = ckpt_lib.init_variables(model, init_rng, abstract=resume_step is not None)
   frozen_paths = batchnorm_paths(variables["batch_stats"]) if frozen_bn else ()
   optimizer = make_optimizer(config.optim, variables["params"], total,
-                             optional_modules=OPTIONAL_MODULES, frozen_paths=frozen_paths)
+                             optional_modules=task.optional_modules, frozen_paths=frozen_paths)
   data_seed = int(data_cfg.seed)
   setup = describe_setup(config, mesh, per_device, optimizer, total, resume_step, data_seed)
   writer = logging_utils.MetricWriter(workdir, enabled=is_main)
@@ -435,8 +500,7 @@ def _train_and_evaluate(config, workdir: pathlib.Path, evaluate: Callable,
     say(f"config:\n{config}\nset-up:\n{setup}")
     writer.text("set-up: " + setup.replace("\n", "\n    "))
 
-  from psp_jax.data import train_iterator  # pylint: disable=import-outside-toplevel
-  train_iter = train_iterator(data_cfg, global_batch, dataset=dataset)
+  train_iter = task.train_iterator
   if resume_step is not None:
     target = jax.eval_shape(lambda v: create_train_state(v, optimizer.tx, train_rng), variables)
     state = checkpointer.restore(target, mesh, train_iter, resume_step)
@@ -451,13 +515,9 @@ def _train_and_evaluate(config, workdir: pathlib.Path, evaluate: Callable,
     state = create_train_state(variables, optimizer.tx, train_rng, mesh)
   del variables
 
-  meta = checkpoint_meta(config, model, dataset, palette)
-  train_step = make_train_step(
-      model, optimizer, mesh, num_classes=num_classes,
-      aux_weight=float(config.train.get("aux_weight", 0.4)), ignore_label=ignore_label,
-      sync_bn=bool(config.train.get("sync_bn", True)), bn_group_size=config.train.get("bn_group_size"))
-  predictions = PredictionLogger(model, config, data_cfg, dataset, palette,
-                                 int(config.eval.get("log_images", 3)))
+  meta = task.meta
+  train_step = task.make_step(optimizer, mesh)
+  predictions = task.predictions
   debug_nan_at = int(config.train.get("debug_nan_at_step", 0) or 0)
   log_every = int(config.train.get("log_every", 50) or 0)
   ckpt_every = int(config.train.get("checkpoint_every", 0) or 0)
@@ -467,7 +527,7 @@ def _train_and_evaluate(config, workdir: pathlib.Path, evaluate: Callable,
   last_saved = resume_step
   final_metrics: dict = {}
   evaluated_at = -1
-  acc = _zero_accumulator(mesh)
+  acc = _zero_accumulator(mesh, task.summed_metrics)
   bar = tqdm(total=total, initial=step, desc="train", unit="step", disable=not is_main,
              dynamic_ncols=True, file=sys.stderr)
   stack.callback(bar.close)
@@ -475,15 +535,16 @@ def _train_and_evaluate(config, workdir: pathlib.Path, evaluate: Callable,
 
   def fetch_and_check():
     host = jax.device_get(acc)
-    check_health(host, num_classes=num_classes, ignore_label=ignore_label, last_good=last_saved,
-                 checkpoint_dir=checkpointer.directory, step=step)
+    check_health(host, last_good=last_saved, checkpoint_dir=checkpointer.directory, step=step,
+                 labels_hint=task.labels_hint)
     return host
 
   def run_eval(current: int) -> dict:
-    metrics = evaluate(model, state.variables, config, mesh, str(workdir), current)
-    scalars = {f"eval/{k}": float(metrics[k]) for k in ("mIoU", "mAcc", "aAcc") if k in metrics}
+    metrics = task.evaluate(model, state.variables, config, mesh, str(workdir), current)
+    scalars = {f"eval/{k}": float(metrics[k]) for k in task.eval_metrics if k in metrics}
     writer.scalars(current, scalars)
-    predictions.log(writer, state.variables, current)
+    if predictions is not None:
+      predictions.log(writer, state.variables, current)
     line = f"eval step {current}: " + logging_utils.format_metrics(
         {k.split("/")[1]: v for k, v in scalars.items()})
     writer.text(line)
@@ -503,12 +564,10 @@ def _train_and_evaluate(config, workdir: pathlib.Path, evaluate: Callable,
       say(msg)
       raise Preempted(step, msg)
 
-    batch = next(train_iter)
-    images, labels = batch["image"], batch["label"]
-    if debug_nan_at and step + 1 == debug_nan_at:
-      images = np.full_like(images, np.nan)
-    images, labels = shard_batch((images, labels), mesh)
-    state, metrics = train_step(state, images, labels)
+    arrays = task.batch_arrays(next(train_iter))
+    if debug_nan_at and step + 1 == debug_nan_at:  # the first array is the images
+      arrays = (np.full_like(arrays[0], np.nan), *arrays[1:])
+    state, metrics = train_step(state, *shard_batch(tuple(arrays), mesh))
     step += 1
     acc = _accumulate(acc, metrics, state.step)
     interval_steps += 1
@@ -527,7 +586,7 @@ def _train_and_evaluate(config, workdir: pathlib.Path, evaluate: Callable,
     if is_log:
       n = max(int(host["count"]), 1)
       elapsed = time.time() - interval_start
-      values = {f"train/{k}": float(host["sums"][k]) / n for k in SUMMED_METRICS}
+      values = {f"train/{k}": float(host["sums"][k]) / n for k in task.summed_metrics}
       values.update({f"train/lr/{g}": float(v) for g, v in optimizer.learning_rates(step - 1).items()})
       if interval_steps:
         values["train/images_per_sec"] = interval_steps * global_batch / max(elapsed, 1e-9)
@@ -535,9 +594,9 @@ def _train_and_evaluate(config, workdir: pathlib.Path, evaluate: Callable,
       writer.scalars(step, values)
       writer.text(f"step {step}/{total}: " + logging_utils.format_metrics(
           {k[len("train/"):]: v for k, v in values.items()}))
-      bar.set_postfix(loss=f"{values['train/loss']:.4f}", acc=f"{values['train/pixel_acc']:.3f}",
+      bar.set_postfix({f: f"{values['train/' + k]:.4f}" for f, k in task.progress.items()},
                       refresh=False)
-      acc = _zero_accumulator(mesh)
+      acc = _zero_accumulator(mesh, task.summed_metrics)
       interval_steps = 0
     if is_ckpt and checkpointer.save(state, train_iter, dict(meta, step=step)):
       last_saved = step
@@ -551,5 +610,6 @@ def _train_and_evaluate(config, workdir: pathlib.Path, evaluate: Callable,
     final_metrics = run_eval(step)
   checkpointer.wait()
   result = dict(final_metrics)
-  result.update(step=step, best_step=checkpointer.best_step(), best_mIoU=checkpointer.best_metric())
+  result.update({"step": step, "best_step": checkpointer.best_step(),
+                 f"best_{task.best_metric}": checkpointer.best_metric()})
   return result

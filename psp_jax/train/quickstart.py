@@ -17,12 +17,13 @@ import numpy as np
 from absl import app, flags
 from tqdm import tqdm
 
+from psp_jax.checkpoint import init_variables
 from psp_jax.data.synthetic import SYNTHETIC_CLASSES, generate_scenes
 from psp_jax.evaluate.metrics import segmentation_metrics
 from psp_jax.models import PSPNet
 from psp_jax.parallel import make_mesh
 from psp_jax.train.optim import make_optimizer
-from psp_jax.train.state import create_train_state, init_variables
+from psp_jax.train.state import create_train_state
 from psp_jax.train.step import make_eval_step, make_train_step
 
 flags.DEFINE_integer("steps", 120, "Training steps.")
@@ -52,7 +53,7 @@ def main(argv):
   val_x, val_y = generate_scenes(64, size, seed=FLAGS.seed + 1000)
   model = PSPNet(num_classes, depth=18, stem="classic", width=16, head_features=64,
                  aux_features=32)
-  variables = init_variables(model, jax.random.key(FLAGS.seed), (1, *size, 3))
+  variables = init_variables(model, jax.random.key(FLAGS.seed))
   optim = ml_collections.ConfigDict(dict(
       name="sgd", base_lr=0.02, momentum=0.9, weight_decay=1e-4, schedule="poly", power=0.9,
       lr_multipliers={"ppm": 10.0, "head": 10.0, "aux_head": 10.0}))

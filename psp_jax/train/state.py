@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Any
 
 import flax
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
@@ -24,17 +23,6 @@ class TrainState:
   def variables(self) -> dict:
     """The model variables for `model.apply` (inference or evaluation)."""
     return {"params": self.params, "batch_stats": self.batch_stats}
-
-
-def init_variables(model: nn.Module, rng: jax.Array, input_shape: tuple[int, ...]) -> dict:
-  """Initialise {'params', 'batch_stats'} for NHWC `input_shape` (batch dim included).
-
-  Parameter shapes do not depend on the spatial size, so a small input is used.
-  """
-  n, _, _, c = input_shape
-  dummy = jnp.zeros((n, 33, 33, c), jnp.float32)
-  variables = jax.jit(lambda k: model.init(k, dummy, train=False, return_aux=True))(rng)
-  return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
 
 
 def create_train_state(variables: dict, tx: optax.GradientTransformation, rng: jax.Array,

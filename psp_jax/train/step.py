@@ -35,6 +35,38 @@ def with_bn_sync(model: nn.Module, sync: bool, group_size: int | None = None) ->
   return model.clone(bn=bn)
 
 
+def step_rng(state: TrainState) -> jax.Array:
+  """This replica's dropout key: a pure function of the state's key, step and replica."""
+  key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+  return jax.random.fold_in(key, lax.axis_index(DATA_AXIS))
+
+
+def apply_gradients(state: TrainState, grads, batch_stats, tx: optax.GradientTransformation,
+                    fully_synced: bool) -> TrainState:
+  """One optimiser update (inside shard_map). `grads` must be the gradient of the GLOBAL loss
+  (see the module docstring: no pmean). BatchNorm running statistics are averaged over the
+  replicas unless they were computed over the whole batch already, so the state stays
+  replicated."""
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  if not fully_synced:
+    batch_stats = lax.pmean(batch_stats, DATA_AXIS)
+  return state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
+                       opt_state=opt_state)
+
+
+def compile_data_parallel(local_step: Callable, mesh: Mesh, *, num_batch_args: int,
+                          donate: bool = True) -> Callable:
+  """jit(shard_map(local_step)): `local_step(state, *batch) -> (state, metrics)` with the
+  state and metrics replicated and every batch argument split over 'data' on its first axis.
+  jax 0.10's shard_map does not reshard its inputs, hence the explicit in_shardings."""
+  in_specs = (P(),) + (P(DATA_AXIS),) * num_batch_args
+  sharded = jax.shard_map(local_step, mesh=mesh, in_specs=in_specs, out_specs=(P(), P()))
+  return jax.jit(sharded, in_shardings=(replicated(mesh),) + (data_sharded(mesh),) * num_batch_args,
+                 out_shardings=(replicated(mesh), replicated(mesh)),
+                 donate_argnums=(0,) if donate else ())
+
+
 def make_train_step(model: nn.Module, optimizer: Optimizer, mesh: Mesh, *, num_classes: int,
                     aux_weight: float = 0.4, ignore_label: int = IGNORE_LABEL,
                     sync_bn: bool = True, bn_group_size: int | None = None,
@@ -56,9 +88,7 @@ def make_train_step(model: nn.Module, optimizer: Optimizer, mesh: Mesh, *, num_c
   tx = optimizer.tx
 
   def local_step(state: TrainState, images, labels):
-    replica = lax.axis_index(DATA_AXIS)
-    rng = jax.random.fold_in(jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step),
-                             replica)
+    rng = step_rng(state)
 
     def loss_fn(params):
       (logits, aux_logits), updates = model.apply(
@@ -76,10 +106,7 @@ def make_train_step(model: nn.Module, optimizer: Optimizer, mesh: Mesh, *, num_c
     (loss, (main, aux, batch_stats, logits, count)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(state.params)
     # `grads` is already the gradient of the global loss (summed over replicas): no pmean.
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    if not fully_synced:
-      batch_stats = lax.pmean(batch_stats, DATA_AXIS)
+    new_state = apply_gradients(state, grads, batch_stats, tx, fully_synced)
 
     valid = (labels != ignore_label) & (labels >= 0) & (labels < num_classes)
     correct = jnp.sum((jnp.argmax(logits, -1) == labels) & valid)
@@ -92,15 +119,9 @@ def make_train_step(model: nn.Module, optimizer: Optimizer, mesh: Mesh, *, num_c
         "grad_norm": optax.tree.norm(grads),
     }
     metrics.update({f"lr/{g}": lr for g, lr in optimizer.learning_rates(state.step).items()})
-    new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
-                              opt_state=opt_state)
     return new_state, metrics
 
-  sharded = jax.shard_map(local_step, mesh=mesh, in_specs=(P(), P(DATA_AXIS), P(DATA_AXIS)),
-                          out_specs=(P(), P()))
-  return jax.jit(sharded, in_shardings=(replicated(mesh), data_sharded(mesh), data_sharded(mesh)),
-                 out_shardings=(replicated(mesh), replicated(mesh)),
-                 donate_argnums=(0,) if donate else ())
+  return compile_data_parallel(local_step, mesh, num_batch_args=2, donate=donate)
 
 
 def make_eval_step(model: nn.Module, mesh: Mesh, *, num_classes: int,

@@ -23,14 +23,15 @@ if len(sys.argv) > 2:
 import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 
+from psp_jax.checkpoint import init_variables  # noqa: E402
 from psp_jax.models import PSPNet  # noqa: E402
 from psp_jax.parallel import make_mesh, shard_batch  # noqa: E402
 from psp_jax.train.optim import make_optimizer  # noqa: E402
-from psp_jax.train.state import create_train_state, init_variables  # noqa: E402
+from psp_jax.train.state import create_train_state  # noqa: E402
 from psp_jax.train.step import make_train_step  # noqa: E402
 
 model = PSPNet(4, depth=18, width=8, head_features=16, aux_features=8, bins=(1, 2), dropout=0.1)
-variables = init_variables(model, jax.random.key(0), (1, 33, 33, 3))
+variables = init_variables(model, jax.random.key(0))
 cfg = ml_collections.ConfigDict(dict(name="sgd", base_lr=0.05, momentum=0.9, weight_decay=1e-4,
                                      schedule="poly", lr_multipliers={"head": 10.0}))
 opt = make_optimizer(cfg, variables["params"], 10)

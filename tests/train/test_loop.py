@@ -22,9 +22,9 @@ STEPS = 4
 def _abstract_state(cfg):
   """The abstract training state the config describes (no compilation)."""
   from psp_jax.models.build import build_model
-  from psp_jax.train.state import init_variables
+  from psp_jax.checkpoint import init_variables
   model = build_model(cfg.model)
-  variables = jax.eval_shape(lambda: init_variables(model, jax.random.key(0), (1, 33, 33, 3)))
+  variables = jax.eval_shape(lambda: init_variables(model, jax.random.key(0)))
   opt = make_optimizer(cfg.optim, variables["params"], cfg.train.steps,
                        optional_modules=loop.OPTIONAL_MODULES)
   return jax.eval_shape(lambda v: create_train_state(v, opt.tx, jax.random.key(1)), variables)

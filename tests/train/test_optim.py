@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from psp_jax.train.optim import group_labels, make_optimizer
+from psp_jax.train.optim import group_labels, make_optimizer, make_schedule
 from psp_jax.train.schedules import poly_schedule, step_schedule
 
 
@@ -112,3 +112,18 @@ def test_adam_and_clipping_and_unknown_names():
     make_optimizer(_cfg(name="lamb"), PARAMS, 100)
   with pytest.raises(ValueError, match="optim.schedule='cosine'"):
     make_optimizer(_cfg(schedule="cosine"), PARAMS, 100)
+
+
+def test_step_boundaries_as_fractions_follow_the_step_count():
+  """configs/cascadepsp.py gives the decays as fractions: the paper's 22.5K / 37.5K of 45K,
+  and the same proportions when train.steps is overridden."""
+  from configs import cascadepsp
+  cfg = cascadepsp.paper().optim
+  s = make_schedule(cfg, 45_000)
+  assert float(s(22_499)) == pytest.approx(2.25e-4)
+  assert float(s(22_500)) == pytest.approx(2.25e-5)
+  assert float(s(37_499)) == pytest.approx(2.25e-5)
+  assert float(s(37_500)) == pytest.approx(2.25e-6)
+  s = make_schedule(cfg, 600)
+  assert float(s(299)) == pytest.approx(2.25e-4) and float(s(300)) == pytest.approx(2.25e-5)
+  assert float(s(500)) == pytest.approx(2.25e-6)

@@ -3,11 +3,12 @@ import jax
 import ml_collections
 import numpy as np
 
+from psp_jax.checkpoint import init_variables
 from psp_jax.data.synthetic import SYNTHETIC_CLASSES, generate_scenes
 from psp_jax.models import PSPNet
 from psp_jax.parallel import make_mesh
 from psp_jax.train.optim import make_optimizer
-from psp_jax.train.state import create_train_state, init_variables
+from psp_jax.train.state import create_train_state
 from psp_jax.train.step import make_train_step
 
 MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255
@@ -22,7 +23,7 @@ def test_small_pspnet_overfits_a_fixed_batch():
   num_classes = len(SYNTHETIC_CLASSES)
   model = PSPNet(num_classes, depth=18, stem="classic", width=16, head_features=32,
                  aux_features=16, dropout=0.0)
-  variables = init_variables(model, jax.random.key(0), (1, 65, 65, 3))
+  variables = init_variables(model, jax.random.key(0))
   cfg = ml_collections.ConfigDict(dict(
       name="sgd", base_lr=0.05, momentum=0.9, weight_decay=1e-4, schedule="poly", power=0.9,
       lr_multipliers={"ppm": 10.0, "head": 10.0, "aux_head": 10.0}))

@@ -6,11 +6,12 @@ import ml_collections
 import numpy as np
 import pytest
 
+from psp_jax.checkpoint import init_variables
 from psp_jax.models import PSPNet
 from psp_jax.models.resnet import BNConfig
 from psp_jax.parallel import make_mesh
 from psp_jax.train.optim import batchnorm_paths, make_optimizer
-from psp_jax.train.state import create_train_state, init_variables
+from psp_jax.train.state import create_train_state
 from psp_jax.train.step import make_eval_step, make_train_step
 
 NUM_CLASSES = 5
@@ -20,7 +21,7 @@ MODEL = PSPNet(NUM_CLASSES, depth=18, width=8, head_features=16, aux_features=8,
 
 @pytest.fixture(scope="module")
 def setup():
-  variables = init_variables(MODEL, jax.random.key(0), (1, 33, 33, 3))
+  variables = init_variables(MODEL, jax.random.key(0))
   # lr 1, no momentum, no decay: the parameter change of one step IS minus the gradient.
   cfg = ml_collections.ConfigDict(dict(name="sgd", base_lr=1.0, momentum=0.0, weight_decay=0.0,
                                        schedule="constant", lr_multipliers={}))

@@ -1,0 +1,92 @@
+"""CascadePSP refinement-module training configs, one function per named variant (plain data).
+
+  psp-jax train --config configs/cascadepsp.py:paper --workdir runs/cascadepsp \
+      --config.data.root=/data/cascadepsp --config.train.init_checkpoint=ckpts/resnet50_imagenet
+  psp-jax train --config configs/cascadepsp.py:demo --workdir runs/cascade_demo   # CPU, minutes
+  psp-jax evaluate --config configs/cascadepsp.py:demo --workdir runs/cascade_demo
+
+Fields (as configs/pspnet.py where the names are the same):
+  model.*               psp_jax.models.RefinementModule fields (name 'cascadepsp', depth, width,
+                        dtype)
+  data.*                see configs/data.py (binary_masks, synthetic_objects); data.crop_size is
+                        the training crop (224 in the paper)
+  train.loss.ce_weights / l1l2_weights   6-tuples over the outputs (s8a, s8b, s8c, s4b, s4c,
+                        s1): BCE and L1+L2 weights (published: (1,1,1,.5,.5,0), (0,0,0,.25,.25,1))
+  train.loss.grad_weight  weight of the gradient loss on s1 (published 5)
+  optim.*               Adam, lr 2.25e-4, weight decay 1e-4 (added to the gradient, as PyTorch's
+                        Adam), lr x0.1 at optim.boundary_fractions of train.steps (22.5K and
+                        37.5K of 45K), or at absolute optim.boundaries when those are set
+  eval.stages           'global' (fast) | 'global+local' (full, default) | 'local'
+  eval.L                long side of the global step and window size of the local step (900)
+  eval.local_mode       'official' (windows enter at pass 2, the released code) | 'pass3'
+  eval.min_input_pixels inputs with fewer foreground pixels are not refined (authors' eval: 32x32)
+  eval.max_images       evaluate the first N validation images (0: all)
+  eval.seed             seed of the perturbed validation inputs (fixed: reproducible numbers)
+"""
+from __future__ import annotations
+
+import ml_collections
+
+from configs import data
+
+PUBLISHED_CE_WEIGHTS = (1.0, 1.0, 1.0, 0.5, 0.5, 0.0)
+PUBLISHED_L1L2_WEIGHTS = (0.0, 0.0, 0.0, 0.25, 0.25, 1.0)
+
+
+def _base(data_cfg: ml_collections.ConfigDict, *, depth: int = 50, width: int = 64,
+          steps: int = 45_000, crop: int = 224) -> ml_collections.ConfigDict:
+  cfg = ml_collections.ConfigDict()
+  cfg.seed = 0
+  cfg.model = ml_collections.ConfigDict(dict(name="cascadepsp", depth=depth, width=width,
+                                             dtype="float32"))
+  cfg.data = data_cfg
+  cfg.data.crop_size = (crop, crop)
+  cfg.train = ml_collections.ConfigDict(dict(
+      steps=steps, batch_size=12, sync_bn=True,
+      bn_group_size=ml_collections.FieldReference(None, field_type=int), frozen_bn=False,
+      init_checkpoint="", checkpoint_every=5000, keep_checkpoints=3, log_every=50,
+      num_devices=ml_collections.FieldReference(None, field_type=int), debug_nan_at_step=0,
+      loss=ml_collections.ConfigDict(dict(ce_weights=PUBLISHED_CE_WEIGHTS,
+                                          l1l2_weights=PUBLISHED_L1L2_WEIGHTS, grad_weight=5.0))))
+  cfg.optim = ml_collections.ConfigDict(dict(
+      name="adam", base_lr=2.25e-4, b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-4,
+      schedule="step", boundaries=ml_collections.FieldReference((), field_type=tuple),
+      boundary_fractions=(0.5, 5.0 / 6.0), decay_factor=0.1,
+      lr_multipliers={}, grad_clip_norm=0.0))
+  cfg.eval = ml_collections.ConfigDict(dict(
+      every=5000, split="validation", stages="global+local", L=900, local_mode="official",
+      window_batch=1, min_input_pixels=32 * 32, max_images=0, seed=0))
+  cfg.distributed = ml_collections.ConfigDict(dict(
+      coordinator_address="", num_processes=1, process_id=0))
+  return cfg
+
+
+def paper() -> ml_collections.ConfigDict:
+  """The published recipe (repo defaults): ResNet-50 from ImageNet (set
+  train.init_checkpoint to `psp-jax convert --model resnet-torchvision` of the torchvision
+  ResNet-50; the 3 extra input channels start at zero), MSRA-10K + DUT-OMRON + ECSSD +
+  FSS-1000 under data.root, 224 crops, batch 12, Adam 2.25e-4, 45K iterations, x0.1 at 22.5K
+  and 37.5K, SyncBN."""
+  return _base(data.binary_masks())
+
+
+def demo() -> ml_collections.ConfigDict:
+  """A CPU demo: object masks of the embedded synthetic scenes, a narrow ResNet-18 module
+  (width 16), 96 px crops, 600 steps (~6-8 minutes on 2 CPU cores); evaluated by the full
+  global + local procedure with L=128 on held-out 256 px scenes, so windows really run."""
+  cfg = _base(data.synthetic_objects(), depth=18, width=16, steps=600, crop=96)
+  cfg.train.batch_size = 8
+  cfg.train.checkpoint_every = 200
+  cfg.train.log_every = 20
+  cfg.optim.base_lr = 1e-3
+  cfg.eval.every = 300
+  cfg.eval.L = 128
+  cfg.eval.min_input_pixels = 0
+  return cfg
+
+
+def get_config(name: str = "demo") -> ml_collections.ConfigDict:
+  variants = {"paper": paper, "demo": demo}
+  if name not in variants:
+    raise ValueError(f"configs/cascadepsp.py has no variant {name!r}; choose one of {sorted(variants)}")
+  return variants[name]()

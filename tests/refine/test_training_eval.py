@@ -1,0 +1,63 @@
+"""Refinement evaluation (before/after IoU and mBA) on hand-made examples."""
+import math
+
+import ml_collections
+import numpy as np
+import pytest
+
+from psp_jax.evaluate import boundary
+from psp_jax.models.refinement import RefinementModule
+from psp_jax.refine import training
+from refine_fixtures import WIDTH, tiny_variables
+
+
+def _examples(n=3, size=48):
+  out = []
+  yy, xx = np.mgrid[:size, :size]
+  for i in range(n):
+    gt = ((yy - 24) ** 2 + (xx - 20 - i) ** 2 < 15 ** 2).astype(np.uint8)
+    coarse = np.zeros_like(gt)
+    coarse[10:38, 6 + i:36 + i] = 1  # a box around the disc: a typical coarse input
+    image = np.where(gt[..., None] > 0, 200, 40).astype(np.uint8).repeat(3, -1)
+    out.append((f"ex{i}", image, gt, coarse))
+  return out
+
+
+def _config(**eval_fields):
+  ev = dict(split="validation", stages="global", L=48, local_mode="official", window_batch=1,
+            min_input_pixels=0, max_images=0, seed=0)
+  ev.update(eval_fields)
+  return ml_collections.ConfigDict({"eval": ev})
+
+
+def test_input_metrics_are_pooled_iou_and_per_image_mba():
+  ex = _examples()
+  # inputs too small to refine are kept: refined metrics equal the input's, and are exact
+  m = training.evaluate_refinement_variables(
+      RefinementModule(width=WIDTH), tiny_variables(), _config(min_input_pixels=10 ** 9),
+      examples=ex, progress=False)
+  inter = sum(int((c & g).sum()) for _, _, g, c in ex)
+  union = sum(int((c | g).sum()) for _, _, g, c in ex)
+  assert m["IoU_input"] == pytest.approx(100 * inter / union)
+  assert m["mBA_input"] == pytest.approx(100 * np.mean([boundary.boundary_accuracy(c, g) for _, _, g, c in ex]))
+  assert m["IoU"] == m["IoU_input"] and m["mBA"] == m["mBA_input"] and m["IoU_gain"] == 0
+  assert m["not_refined"] == 3 and m["num_images"] == 3
+
+
+@pytest.mark.parametrize("stages", ["global", "global_local"])
+def test_refined_metrics_come_from_the_cascade(stages, tmp_path):
+  m = training.evaluate_refinement_variables(
+      RefinementModule(width=WIDTH), tiny_variables(), _config(stages=stages, L=72),
+      examples=_examples(2, size=96), progress=False, workdir=str(tmp_path), step=7)
+  assert m["stages"] == ("global" if stages == "global" else "global+local")
+  assert m["not_refined"] == 0
+  for k in training.EVAL_METRICS:
+    assert not math.isnan(m[k]), k
+  assert m["IoU"] != m["IoU_input"]  # random weights do change the mask
+  report = (tmp_path / "eval" / "refine_validation_step7.md").read_text()
+  assert "| refined |" in report and (tmp_path / "eval" / "refine_validation_step7.json").exists()
+
+
+def test_bad_stage_is_named():
+  with pytest.raises(ValueError, match="eval.stages='glob'"):
+    training.eval_stages(ml_collections.ConfigDict({"stages": "glob"}))

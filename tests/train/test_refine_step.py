@@ -1,0 +1,88 @@
+"""The refinement module's data-parallel train step: global-batch semantics and learning."""
+import numpy as np
+import pytest
+
+import jax
+
+from psp_jax import checkpoint as ckpt_lib
+from psp_jax.models.refinement import RefinementModule
+from psp_jax.parallel import make_mesh
+from psp_jax.train.optim import make_optimizer
+from psp_jax.train.refine_step import make_refine_train_step
+from psp_jax.train.state import create_train_state
+from psp_jax.train.refine_losses import OUTPUTS
+
+import ml_collections
+
+MODEL = RefinementModule(depth=18, width=8)
+OPTIM = ml_collections.ConfigDict(dict(name="adam", base_lr=2.25e-4, weight_decay=1e-4,
+                                       schedule="step", boundaries=(5,), decay_factor=0.1,
+                                       lr_multipliers={}, grad_clip_norm=0.0))
+
+
+def _batch(n=8, size=32, seed=0):
+  rng = np.random.default_rng(seed)
+  images = rng.normal(size=(n, size, size, 3)).astype(np.float32)
+  gt = np.zeros((n, size, size), np.float32)
+  for i in range(n):
+    y, x = rng.integers(4, 16, 2)
+    gt[i, y:y + 12, x:x + 12] = 1
+    images[i, y:y + 12, x:x + 12] += 1.5  # the object is visible in the image
+  seg = gt.copy()
+  seg[:, ::5, :] = 1 - seg[:, ::5, :]  # a perturbed input
+  return images, seg, gt
+
+
+def _run(num_devices, steps=1, seed=0):
+  mesh = make_mesh(num_devices)
+  variables = ckpt_lib.init_variables(MODEL, jax.random.key(0))
+  opt = make_optimizer(OPTIM, variables["params"], 10)
+  state = create_train_state(variables, opt.tx, jax.random.key(1), mesh)
+  step = make_refine_train_step(MODEL, opt, mesh)
+  images, seg, gt = _batch(seed=seed)
+  history = []
+  for _ in range(steps):
+    state, metrics = step(state, images, seg, gt)
+    history.append(jax.device_get(metrics))
+  return state, history
+
+
+def test_eight_devices_equal_one_device_on_the_global_batch():
+  s8, m8 = _run(8)
+  s1, m1 = _run(1)
+  np.testing.assert_allclose(m8[0]["loss"], m1[0]["loss"], rtol=1e-5)
+  for k in [f"ce/{o}" for o in OUTPUTS[:5]] + ["l1l2/s1", "grad", "iou", "input_iou"]:
+    np.testing.assert_allclose(m8[0][k], m1[0][k], rtol=1e-4, atol=1e-6, err_msg=k)
+  np.testing.assert_allclose(m8[0]["grad_norm"], m1[0]["grad_norm"], rtol=1e-4)
+  # Adam's first update is ~lr * sign(grad): gradients that are ~0 may flip sign between the
+  # two reductions, so parameters agree to within one update (the gradient norm above is tight)
+  moved = 0
+  for a, b, a0 in zip(jax.tree.leaves(jax.device_get(s8.params)), jax.tree.leaves(jax.device_get(s1.params)),
+                      jax.tree.leaves(ckpt_lib.init_variables(MODEL, jax.random.key(0))["params"])):
+    np.testing.assert_allclose(a, b, atol=2.5 * OPTIM.base_lr)
+    moved += int(np.sum(np.abs(a - a0) > 0.5 * OPTIM.base_lr))
+  assert moved > 1000
+  for a, b in zip(jax.tree.leaves(jax.device_get(s8.batch_stats)),
+                  jax.tree.leaves(jax.device_get(s1.batch_stats))):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+  assert m8[0]["invalid_label_pixels"] == 0
+  assert 0.3 < m8[0]["input_iou"] < 1.0
+
+
+def test_loss_decreases_and_schedule_steps():
+  _, hist = _run(2, steps=8)
+  losses = [h["loss"] for h in hist]
+  assert losses[-1] < losses[0] * 0.9, losses
+  assert hist[0]["lr/base"] == pytest.approx(2.25e-4)
+  assert hist[-1]["lr/base"] == pytest.approx(2.25e-5)
+
+
+def test_invalid_gt_values_are_counted():
+  mesh = make_mesh(1)
+  variables = ckpt_lib.init_variables(MODEL, jax.random.key(0))
+  opt = make_optimizer(OPTIM, variables["params"], 10)
+  state = create_train_state(variables, opt.tx, jax.random.key(1), mesh)
+  images, seg, gt = _batch(n=2)
+  gt[0, 0, :5] = 255
+  _, metrics = make_refine_train_step(MODEL, opt, mesh)(state, images, seg, gt)
+  assert int(metrics["invalid_label_pixels"]) == 5

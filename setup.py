@@ -24,6 +24,7 @@ setup(
         "pillow>=10.0",
         "tensorboardX>=2.6",
         "tqdm>=4.66",
+        "matplotlib>=3.8",  # the plots of psp-jax ablate
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-xdist>=3.5", "scipy>=1.10"],

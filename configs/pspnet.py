@@ -122,10 +122,64 @@ def demo() -> ml_collections.ConfigDict:
   return cfg
 
 
+def synthetic_mini() -> ml_collections.ConfigDict:
+  """Ablation tables at `mini` scale (psp-jax ablate): about a minute per run on 2 CPU cores.
+
+  The embedded synthetic look-alike scenes at 193 px (the size at which context matters, see
+  experiments/synthetic_context_gap.py), trained and evaluated on whole images (193 crops, one
+  evaluation window), a ResNet-18 PSPNet of width 8, the paper's optimiser (SGD, poly 0.9,
+  10x head lr) with aux 0.4; evaluation only at the end, no TensorBoard images.
+  """
+  cfg = _base(11, data.synthetic(), depth=18, steps=150, crop=193, base_size=193)
+  cfg.model.stem = "classic"
+  cfg.model.width = 8
+  cfg.model.head_features = 32
+  cfg.model.aux_features = 16
+  cfg.optim.base_lr = 0.02
+  cfg.train.batch_size = 8
+  cfg.train.checkpoint_every = 100
+  cfg.train.log_every = 25
+  cfg.eval.every = 0
+  cfg.eval.window_batch = 4
+  cfg.eval.log_images = 0
+  return cfg
+
+
+def camvid_mini() -> ml_collections.ConfigDict:
+  """Table 4 at `mini` scale: CamVid at a third of its size, about a minute per run on 2 cores.
+
+  Images are 360x480 on disk; training scales them by 1/3 (the paper's 0.5-2 scale range
+  becomes 1/6-2/3) and crops 121x161 (the whole 120x160 image at scale 1/3), evaluation
+  resizes the long side to 160 and runs one 121x161 window. With data augmentation off the
+  scale must stay 1/3: set scale_min = scale_max = 1/3 and the rotate/blur/flip
+  probabilities to 0 (experiments/pspnet_table4.py does), not `augmentation.enabled=False`,
+  which would train on full-size crops. A ResNet-18 PSPNet of width 8 from scratch.
+  """
+  cfg = _base(11, data.camvid(), depth=18, steps=300, crop=121, base_size=160)
+  cfg.data.crop_size = (121, 161)
+  cfg.data.augmentation.scale_min = 1.0 / 6.0
+  cfg.data.augmentation.scale_max = 2.0 / 3.0
+  cfg.data.worker_count = 0
+  cfg.model.stem = "classic"
+  cfg.model.width = 8
+  cfg.model.head_features = 32
+  cfg.model.aux_features = 16
+  cfg.optim.base_lr = 0.02
+  cfg.train.batch_size = 8
+  cfg.train.checkpoint_every = 100
+  cfg.train.log_every = 25
+  cfg.eval.crop_size = (121, 161)
+  cfg.eval.every = 0
+  cfg.eval.window_batch = 4
+  cfg.eval.log_images = 0
+  return cfg
+
+
 def get_config(name: str = "demo") -> ml_collections.ConfigDict:
   """Entry point of `--config configs/pspnet.py:NAME` (ml_collections config_flags)."""
   variants = {f.__name__: f for f in (ade20k_r50, ade20k_r101, voc_r101, cityscapes_r50,
-                                      cityscapes_r101, camvid_r18, demo)}
+                                      cityscapes_r101, camvid_r18, demo, synthetic_mini,
+                                      camvid_mini)}
   if name not in variants:
     raise ValueError(f"unknown config {name!r}; choose one of {sorted(variants)}")
   return variants[name]()

@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                 "label images (a file or a folder) with a checkpoint: index, colour and overlay PNGs"),
     "refine": ("psp_jax.refine.cli", "refine_main",
                "refine coarse masks with CascadePSP (an image or folders; --gt reports IoU and mBA)"),
+    "ablate": ("psp_jax.ablate.cli", "ablate_main",
+               "run an ablation table (experiments/NAME.py) at mini or paper scale and collect it"),
     "quickstart": ("psp_jax.train.quickstart", "cli_main",
                    "train a small PSPNet on the embedded synthetic scenes (CPU, ~1 min)"),
 }

@@ -1,0 +1,108 @@
+"""Gather each row's evaluations over seeds: mean, sample standard deviation, n, and status.
+
+A row's result for one seed is its row file (DIR/rows/<row>/seed<S>-<key>.json). For a row that
+uses the training run's own final evaluation, that file is copied from the run's
+train_result.json the first time it is collected (so runs launched elsewhere, from
+`--print-commands`, are collected the same way).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import statistics
+
+from psp_jax.ablate.plan import Evaluation, Plan
+from psp_jax.ablate.table import Row
+
+
+@dataclasses.dataclass
+class Cell:
+  """One metric of one row: shown values (x table scale) per seed."""
+  values: dict[int, float]
+
+  @property
+  def n(self) -> int:
+    return len(self.values)
+
+  @property
+  def mean(self) -> float:
+    return statistics.fmean(self.values.values()) if self.values else math.nan
+
+  @property
+  def std(self) -> float:
+    """Sample standard deviation over seeds (nan with fewer than two)."""
+    return statistics.stdev(self.values.values()) if len(self.values) > 1 else math.nan
+
+
+@dataclasses.dataclass
+class RowResult:
+  row: Row
+  cells: dict[str, Cell]
+  failed: dict[int, str]       # seed -> reason
+  pending: list[int]           # seeds without a result or a failure (not run yet)
+  problems: list[str]          # e.g. a metric missing from a result file
+
+  @property
+  def status(self) -> str:
+    if self.row.blocked:
+      return "not run: " + self.row.blocked
+    parts = []
+    if self.failed:
+      parts.append("failed: seed " + ", ".join(str(s) for s in sorted(self.failed)))
+    if self.pending:
+      parts.append("not run: seed " + ", ".join(str(s) for s in self.pending))
+    return "; ".join(parts) or "ok"
+
+
+def _read(path) -> dict | None:
+  try:
+    return json.loads(path.read_text())
+  except (OSError, ValueError):
+    return None
+
+
+def row_result_file(evaluation: Evaluation) -> dict | None:
+  """The evaluation's metrics, or None when it has none yet."""
+  if evaluation.finished():
+    return _read(evaluation.output)
+  if evaluation.command is None and evaluation.run.finished():
+    metrics = _read(evaluation.run.result_file)
+    if metrics is not None:
+      metrics = dict(metrics, source=str(evaluation.run.result_file))
+      evaluation.output.parent.mkdir(parents=True, exist_ok=True)
+      tmp = evaluation.output.with_suffix(".tmp")
+      tmp.write_text(json.dumps(metrics, indent=1) + "\n")
+      tmp.replace(evaluation.output)
+      return metrics
+  return None
+
+
+def collect(plan: Plan) -> list[RowResult]:
+  """One RowResult per row of the plan's table, in table order (collect from a plan of every
+  row: rows a plan leaves out show as not run)."""
+  table = plan.table
+  results = []
+  for row in table.rows:
+    cells = {m: Cell({}) for m in table.metrics}
+    failed, pending, problems = {}, [], []
+    if not row.blocked:
+      by_seed = {e.seed: e for e in plan.evaluations if e.row == row.name}
+      for seed in table.seeds:
+        e = by_seed.get(seed)
+        metrics = row_result_file(e) if e is not None else None
+        if metrics is None:
+          failure = _read(e.failure_file) if e is not None and e.failure_file.is_file() else None
+          if failure is not None:
+            failed[seed] = f"{failure.get('stage')}: {failure.get('reason')} (log {failure.get('log')})"
+          else:
+            pending.append(seed)
+          continue
+        for m in table.metrics:
+          value = metrics.get(m)
+          if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            cells[m].values[seed] = float(value) * table.value_scale
+          else:
+            problems.append(f"seed {seed}: metric {m!r} is {value!r} in {e.output}")
+    results.append(RowResult(row=row, cells=cells, failed=failed, pending=pending, problems=problems))
+  return results

@@ -1,0 +1,185 @@
+"""From a table to the runs it needs: shared training runs, one evaluation per row and seed.
+
+Layout of an ablation workdir DIR:
+  DIR/ablate.json                      which table and scale this DIR belongs to
+  DIR/runs/<run>/seed<S>/              one `psp-jax train` workdir (checkpoints, eval/, logs);
+                                       `train_result.json` there marks it finished
+  DIR/rows/<row>/seed<S>-<key>.json    the row's evaluation (its own file: rows sharing a
+                                       training run never overwrite each other)
+  DIR/rows/<row>/seed<S>-<key>.failed.json  why it failed (removed on success)
+  DIR/logs/                            output of every command
+  DIR/<table>_<scale>.{md,csv,png}     the collected table
+
+`<run>` is `<first row using it>-<8 hex digits>`, the digits a hash of the base config name and
+the merged train overrides: rows with identical train overrides share the run, and editing a
+row's train overrides gives a new run instead of silently reusing an old one. Editing the base
+config FILE itself does not change the name: use a new DIR then. Likewise `<key>` hashes the
+run and the row's evaluation settings, so a result never outlives an edit of its row.
+
+A row with no evaluation overrides (and the table's checkpoint 'latest', no split) takes the
+training run's own final evaluation as its result; the others get a `psp-jax evaluate`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import pathlib
+import sys
+
+from psp_jax.ablate import overrides as ov
+from psp_jax.ablate.table import Row, Table, TableError
+
+TRAIN_RESULT = "train_result.json"  # written by `psp-jax train` after a successful run
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainRun:
+  """One `psp-jax train` (one seed), shared by every row with the same train overrides."""
+  run_id: str
+  seed: int
+  overrides: dict
+  rows: tuple[str, ...]
+  workdir: pathlib.Path
+  log: pathlib.Path
+  command: tuple[str, ...]
+
+  @property
+  def result_file(self) -> pathlib.Path:
+    return self.workdir / TRAIN_RESULT
+
+  def finished(self) -> bool:
+    return self.result_file.is_file()
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+  """The result of one row for one seed: a `psp-jax evaluate` command, or (command None) the
+  training run's own final evaluation."""
+  row: str
+  seed: int
+  run: TrainRun
+  overrides: dict
+  output: pathlib.Path
+  log: pathlib.Path
+  command: tuple[str, ...] | None
+
+  @property
+  def failure_file(self) -> pathlib.Path:
+    return self.output.with_name(self.output.stem + ".failed.json")
+
+  def finished(self) -> bool:
+    return self.output.is_file()
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  table: Table
+  workdir: pathlib.Path
+  runs: tuple[TrainRun, ...]          # seed-major: every run of the first seed, then the next
+  evaluations: tuple[Evaluation, ...]
+  blocked: tuple[Row, ...]            # rows listed in the table that cannot run yet
+
+  def evaluations_of(self, run: TrainRun) -> list[Evaluation]:
+    return [e for e in self.evaluations if e.run is run]
+
+  def commands(self) -> list[tuple[str, ...]]:
+    """The commands still to run, in order (a training run before its evaluations)."""
+    out = []
+    for run in self.runs:
+      if not run.finished():
+        out.append(run.command)
+      out += [e.command for e in self.evaluations_of(run) if e.command and not e.finished()]
+    return out
+
+
+def run_key(base: str, train: dict) -> str:
+  """8 hex digits identifying a training run's config (the seed is a separate directory)."""
+  text = json.dumps({"base": base, "train": train}, sort_keys=True, default=repr)
+  return hashlib.sha1(text.encode()).hexdigest()[:8]
+
+
+def eval_key(run_id: str, evals: dict, checkpoint: str, split: str | None) -> str:
+  """8 hex digits identifying a row's evaluation: its training run and evaluation settings."""
+  text = json.dumps({"run": run_id, "eval": evals, "checkpoint": checkpoint, "split": split},
+                    sort_keys=True, default=repr)
+  return hashlib.sha1(text.encode()).hexdigest()[:8]
+
+
+def _python() -> list[str]:
+  return [sys.executable, "-m", "psp_jax"]
+
+
+def make_plan(table: Table, workdir: str | pathlib.Path, *, rows: list[str] | None = None,
+              check_config: bool = True) -> Plan:
+  """The runs and evaluations of `table` (only `rows` when given, all by default).
+
+  Run names come from the whole table, so running a subset (--rows) reuses the same runs.
+  check_config: load the base config and check every override against it (TableError).
+  """
+  workdir = pathlib.Path(workdir)
+  spec = ov.resolve_config_spec(table.base)
+  if check_config:
+    base_cfg = ov.load_base_config(table.base)
+    for row in table.rows:
+      if row.blocked:
+        continue
+      ov.check_overrides(base_cfg, row.train, f"{table.path}: row {row.name!r} train overrides")
+      ov.check_overrides(base_cfg, {**row.train, **row.eval},
+                         f"{table.path}: row {row.name!r} eval overrides")
+  runnable = [r for r in table.rows if not r.blocked]
+  keys: dict[str, str] = {}   # run key -> run id (named after the first row using it)
+  users: dict[str, list[str]] = {}
+  for row in runnable:
+    key = run_key(table.base, row.train)
+    keys.setdefault(key, f"{row.name}-{key}")
+    users.setdefault(key, []).append(row.name)
+  wanted = set(rows) if rows else {r.name for r in runnable}
+  runs, evaluations = [], []
+  for seed in table.seeds:
+    made: dict[str, TrainRun] = {}
+    for row in runnable:
+      if row.name not in wanted:
+        continue
+      key = run_key(table.base, row.train)
+      if key not in made:
+        run_id = keys[key]
+        run_dir = workdir / "runs" / run_id / f"seed{seed}"
+        flags = [f"--config.seed={seed}", *ov.override_flags(row.train)]
+        made[key] = TrainRun(
+            run_id=run_id, seed=seed, overrides=dict(row.train),
+            rows=tuple(r for r in users[key] if r in wanted), workdir=run_dir,
+            log=workdir / "logs" / f"{run_id}-seed{seed}.train.log",
+            command=(*_python(), "train", "--config", spec, "--workdir", str(run_dir), *flags))
+        runs.append(made[key])
+      run = made[key]
+      key = eval_key(run.run_id, row.eval, table.checkpoint, table.split)
+      output = workdir / "rows" / row.name / f"seed{seed}-{key}.json"
+      own_eval = bool(row.eval) or table.checkpoint != "latest" or table.split is not None
+      command = None
+      if own_eval:
+        command = (*_python(), "evaluate", "--config", spec, "--workdir", str(run.workdir),
+                   "--checkpoint", table.checkpoint, "--output", str(output),
+                   *(["--split", table.split] if table.split else []),
+                   f"--config.seed={seed}", *ov.override_flags(row.train), *ov.override_flags(row.eval))
+      evaluations.append(Evaluation(row=row.name, seed=seed, run=run, overrides=dict(row.eval),
+                                    output=output, command=command,
+                                    log=workdir / "logs" / f"{row.name}-seed{seed}.eval.log"))
+  return Plan(table=table, workdir=workdir, runs=tuple(runs), evaluations=tuple(evaluations),
+              blocked=tuple(r for r in table.rows if r.blocked))
+
+
+def check_workdir(plan: Plan, *, claim: bool) -> None:
+  """DIR belongs to one table at one scale (row files of two tables would mix): raise
+  TableError when DIR/ablate.json names another; write it when `claim`."""
+  marker = plan.workdir / "ablate.json"
+  identity = {"table": plan.table.stem, "scale": plan.table.scale}
+  if marker.is_file():
+    found = json.loads(marker.read_text())
+    if {k: found.get(k) for k in identity} != identity:
+      raise TableError(f"--workdir {plan.workdir} holds table {found.get('table')!r} at scale "
+                       f"{found.get('scale')!r}, not {identity['table']!r} at {identity['scale']!r}: "
+                       "use another --workdir")
+  elif claim:
+    plan.workdir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({**identity, "table_file": str(plan.table.path)}, indent=1) + "\n")

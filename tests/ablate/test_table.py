@@ -1,0 +1,94 @@
+"""Table files: the format's checks name the file, the row and the key; the shipped tables load."""
+import pathlib
+
+import pytest
+from ablate_fixtures import TABLE_TEXT, write_table
+
+from psp_jax.ablate import plan as plan_lib
+from psp_jax.ablate.table import SCALES, TableError, load_table, select, with_overrides
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SHIPPED = sorted((ROOT / "experiments").glob("pspnet_table*.py")) + [ROOT / "experiments" / "cascadepsp_ablation.py"]
+
+
+def test_rows_merge_table_row_and_scale_overrides(tmp_path):
+  table = load_table(write_table(tmp_path), "mini")
+  assert [r.name for r in table.rows] == ["fcn", "psp", "psp_ms", "later"]  # 'big' is paper-only
+  assert table.row("fcn").train == {"train.steps": 7, "model.context": "none"}
+  assert table.row("psp_ms").eval == {"eval.scales": (0.5, 1.0)}
+  assert table.row("later").blocked == "no key for it"
+  assert table.seeds == (0, 1) and table.value_scale == 100.0 and table.label("aAcc") == "pixel acc"
+  paper = load_table(write_table(tmp_path), "paper")
+  assert paper.row("big").train == {"model.depth": 101} and paper.seeds == (0,)
+  assert select(table, rows=["psp"], seeds=[3]).rows[0].name == "psp"
+  assert select(table, seeds=[3, 4]).seeds == (3, 4)
+  extra = with_overrides(table, {"data.data_dir": "/x", "model.context": "ppm"})
+  assert extra.row("fcn").train["model.context"] == "none"  # the row's own override wins
+  assert extra.row("psp").train["data.data_dir"] == "/x"
+
+
+@pytest.mark.parametrize("old,new,needle", [
+    ('metrics=["mIoU", "aAcc"]', 'metrics="mIoU"', "'metrics'"),
+    ('dict(name="fcn"', 'dict(name="f cn"', "rows[0]"),
+    ('dict(name="psp", label="PSP"', 'dict(name="fcn", label="PSP"', "row 'fcn': duplicate row name"),
+    ('eval={"eval.scales": (0.5, 1.0)}', 'eval={"model.depth": 101}', "row 'psp_ms' 'eval': key 'model.depth'"),
+    ('train={"model.context": "none"}', 'train={"seed": 3}', "row 'fcn' 'train': 'seed' comes from"),
+    ('paper={"mIoU": 41.68}', 'paper={"mIOU": 41.68}', "row 'psp' 'paper': metric 'mIOU'"),
+    ('paper={"mIoU": 41.68}', 'paper={"mIoU": "41.68"}', "row 'psp' 'paper': mIoU must be a number"),
+    ('seeds={"mini": [0, 1]', 'seeds={"mini": [0, 0]', "seeds['mini']"),
+    ('seeds={"mini": [0, 1], "paper": [0]}', 'seeds={"mini": [0, 1], "huge": [0]}', "unknown scale(s) ['huge']"),
+    ('scales=("paper",)', 'scales=("papr",)', "row 'big': 'scales'"),
+    ('label="FCN"', 'label="FCN", colour="red"', "row 'fcn': unknown field(s) ['colour']"),
+    ('title="Test table",', '', "missing required field 'title'"),
+    ('"configs/pspnet.py:synthetic_mini"', '"configs/pspnet.py"', "base['mini']"),
+])
+def test_format_mistakes_name_the_file_row_and_key(tmp_path, old, new, needle):
+  assert old in TABLE_TEXT
+  path = write_table(tmp_path, TABLE_TEXT.replace(old, new))
+  with pytest.raises(TableError) as e:
+    load_table(path, "mini")
+  assert str(path) in str(e.value) and needle in str(e.value)
+
+
+def test_unloadable_files_and_unknown_selections(tmp_path):
+  with pytest.raises(TableError, match="table file not found"):
+    load_table(tmp_path / "nope.py", "mini")
+  with pytest.raises(TableError, match="defines no TABLE"):
+    load_table(write_table(tmp_path, "X = 1\n"), "mini")
+  with pytest.raises(TableError, match="cannot import the table file: SyntaxError"):
+    load_table(write_table(tmp_path, "TABLE = dict(\n"), "mini")
+  with pytest.raises(TableError, match="unknown scale 'huge'"):
+    load_table(write_table(tmp_path), "huge")
+  table = load_table(write_table(tmp_path), "mini")
+  with pytest.raises(TableError, match=r"--rows \['big'\] not defined at scale 'mini'; rows: \['fcn'"):
+    select(table, rows=["big"])
+
+
+@pytest.mark.parametrize("override,needle", [
+    ('{"model.binz": (1,)}', "key 'model.binz' is not a field of the base config; model has"),
+    ('{"modl.bins": (1,)}', "key 'modl.bins': 'modl' is not a config section"),
+    ('{"train.steps": "many"}', "key 'train.steps': value 'many' does not fit the field"),
+])
+def test_overrides_are_checked_against_the_base_config(tmp_path, override, needle):
+  path = write_table(tmp_path, TABLE_TEXT.replace('train={"model.context": "none"}', f"train={override}"))
+  table = load_table(path, "mini")
+  with pytest.raises(TableError) as e:
+    plan_lib.make_plan(table, tmp_path / "w")
+  assert str(path) in str(e.value) and "row 'fcn' train overrides" in str(e.value) and needle in str(e.value)
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+@pytest.mark.parametrize("scale", SCALES)
+def test_shipped_tables_load_and_fit_their_base_configs(path, scale):
+  table = load_table(path, scale)
+  base_file = ROOT / table.base.split(":")[0]
+  if not base_file.is_file():
+    pytest.skip(f"{base_file} does not exist yet")
+  plan = plan_lib.make_plan(table, "/tmp/unused")  # checks every override against the config
+  assert len(table.seeds) >= (2 if scale == "mini" else 1)
+  assert all(set(r.paper) <= set(table.metrics) for r in table.rows)
+  # every runnable row has a result for every seed
+  assert len(plan.evaluations) == len(table.seeds) * sum(not r.blocked for r in table.rows)
+  if path.stem == "cascadepsp_ablation":  # its rows without eval overrides rely on this default
+    from psp_jax.ablate.overrides import load_base_config
+    assert load_base_config(table.base).eval.stages == "global+local"

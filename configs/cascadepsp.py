@@ -66,8 +66,15 @@ def paper() -> ml_collections.ConfigDict:
   train.init_checkpoint to `psp-jax convert --model resnet-torchvision` of the torchvision
   ResNet-50; the 3 extra input channels start at zero), MSRA-10K + DUT-OMRON + ECSSD +
   FSS-1000 under data.root, 224 crops, batch 12, Adam 2.25e-4, 45K iterations, x0.1 at 22.5K
-  and 37.5K, SyncBN."""
-  return _base(data.binary_masks())
+  and 37.5K, SyncBN.
+
+  The paper reports no validation split during training; to watch progress this config
+  evaluates 200 images of DUTS-TE (data.root/DUTS-TE, which the authors' download script
+  fetches) with perturbed inputs every 5000 steps. The paper's BIG / relabelled-VOC numbers
+  refine other models' outputs: `psp-jax refine --checkpoint ... --gt ...` on those folders."""
+  cfg = _base(data.binary_masks(val_sources=({"layout": "duts", "dir": "DUTS-TE"},)))
+  cfg.eval.max_images = 200
+  return cfg
 
 
 def demo() -> ml_collections.ConfigDict:

@@ -15,20 +15,24 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def linear_interpolation_matrix(in_size: int, out_size: int, align_corners: bool) -> np.ndarray:
+def linear_interpolation_matrix(in_size: int, out_size: int, align_corners: bool,
+                                scale: float | None = None) -> np.ndarray:
   """(out_size, in_size) matrix M so that M @ x is PyTorch's 1-D linear interpolation of x.
 
   align_corners=True:  src = dst * (in - 1) / (out - 1)   (corners map to corners).
-  align_corners=False: src = (dst + 0.5) * in / out - 0.5, clamped at 0 (half-pixel centres).
+  align_corners=False: src = (dst + 0.5) * in / out - 0.5, clamped at 0 (half-pixel centres);
+    with `scale` (PyTorch's `scale_factor`, as CascadePSP's inference resizes) the step is
+    1 / scale instead of in / out.
   """
   if in_size < 1 or out_size < 1:
     raise ValueError(f"resize sizes must be >= 1, got in_size={in_size}, out_size={out_size}")
   dst = np.arange(out_size, dtype=np.float64)
   if align_corners:
-    scale = (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
-    src = dst * scale
+    step = (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
+    src = dst * step
   else:
-    src = np.maximum((dst + 0.5) * (in_size / out_size) - 0.5, 0.0)
+    step = 1.0 / scale if scale else in_size / out_size
+    src = np.maximum((dst + 0.5) * step - 0.5, 0.0)
   lo = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
   hi = np.minimum(lo + 1, in_size - 1)
   frac = src - lo

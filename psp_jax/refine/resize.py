@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from psp_jax.models.ops import linear_interpolation_matrix
+
 CUBIC_A = -0.75  # PyTorch's bicubic coefficient
 
 
@@ -47,30 +49,18 @@ def area_matrix(n_in: int, n_out: int) -> np.ndarray:
   return m.astype(np.float32)
 
 
-def _source(n_in: int, n_out: int, scale: float | None, align_corners: bool) -> np.ndarray:
-  dst = np.arange(n_out, dtype=np.float64)
-  if align_corners:
-    return dst * ((n_in - 1) / (n_out - 1) if n_out > 1 else 0.0)
+def _source(n_in: int, n_out: int, scale: float | None) -> np.ndarray:
+  """Source coordinates of PyTorch's half-pixel resampling (bicubic: not clamped)."""
   step = 1.0 / scale if scale else n_in / n_out
-  return (dst + 0.5) * step - 0.5
+  return (np.arange(n_out, dtype=np.float64) + 0.5) * step - 0.5
 
 
 @functools.lru_cache(maxsize=256)
 def linear_matrix(n_in: int, n_out: int, scale: float | None = None,
                   align_corners: bool = False) -> np.ndarray:
-  """(n_out, n_in): `F.interpolate(mode='bilinear')` along one axis. `scale` is the
+  """(n_out, n_in): `F.interpolate(mode='bilinear')` along one axis (cached). `scale` is the
   `scale_factor` (None: resized with `size=`, i.e. step in/out)."""
-  src = _source(n_in, n_out, scale, align_corners)
-  if not align_corners:
-    src = np.maximum(src, 0.0)
-  lo = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
-  hi = np.minimum(lo + 1, n_in - 1)
-  frac = src - lo
-  m = np.zeros((n_out, n_in), np.float64)
-  rows = np.arange(n_out)
-  np.add.at(m, (rows, lo), 1.0 - frac)
-  np.add.at(m, (rows, hi), frac)
-  return m.astype(np.float32)
+  return linear_interpolation_matrix(n_in, n_out, align_corners, scale)
 
 
 def _cubic_weights(t: np.ndarray, a: float = CUBIC_A) -> list[np.ndarray]:
@@ -87,7 +77,7 @@ def _cubic_weights(t: np.ndarray, a: float = CUBIC_A) -> list[np.ndarray]:
 def cubic_matrix(n_in: int, n_out: int, scale: float | None = None) -> np.ndarray:
   """(n_out, n_in): `F.interpolate(mode='bicubic', align_corners=False)` along one axis
   (Keys kernel a=-0.75, source indices clamped to the border, no clamping of the coordinate)."""
-  src = _source(n_in, n_out, scale, align_corners=False)
+  src = _source(n_in, n_out, scale)
   base = np.floor(src).astype(np.int64)
   t = src - base
   m = np.zeros((n_out, n_in), np.float64)

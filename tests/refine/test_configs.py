@@ -1,0 +1,27 @@
+"""configs/cascadepsp.py:paper holds the published training recipe (specs/cascadepsp.md)."""
+import pytest
+
+from configs import cascadepsp
+from psp_jax.train import refine_losses
+
+
+def test_paper_recipe_numbers():
+  cfg = cascadepsp.paper()
+  assert (cfg.model.name, cfg.model.depth, cfg.model.width) == ("cascadepsp", 50, 64)
+  assert tuple(cfg.data.crop_size) == (224, 224)
+  assert cfg.train.batch_size == 12 and cfg.train.steps == 45_000 and cfg.train.sync_bn
+  assert (cfg.optim.name, cfg.optim.base_lr, cfg.optim.weight_decay) == ("adam", 2.25e-4, 1e-4)
+  assert cfg.optim.schedule == "step" and cfg.optim.decay_factor == 0.1
+  assert [round(f * 45_000) for f in cfg.optim.boundary_fractions] == [22_500, 37_500]
+  assert tuple(cfg.train.loss.ce_weights) == refine_losses.PUBLISHED_CE_WEIGHTS == (1, 1, 1, .5, .5, 0)
+  assert tuple(cfg.train.loss.l1l2_weights) == refine_losses.PUBLISHED_L1L2_WEIGHTS == (0, 0, 0, .25, .25, 1)
+  assert cfg.train.loss.grad_weight == 5.0
+  assert cfg.eval.L == 900 and cfg.eval.stages == "global+local" and cfg.eval.min_input_pixels == 32 * 32
+  names = {s["layout"] for s in cfg.data.sources}
+  assert names == {"msra10k", "dut_omron", "ecssd", "fss1000"}
+  assert cfg.data.refine_augment.perturb.iou_min == 0.8
+
+
+def test_unknown_variant_is_named():
+  with pytest.raises(ValueError, match="no variant 'nope'"):
+    cascadepsp.get_config("nope")

@@ -7,7 +7,7 @@
 
 Fields (as configs/pspnet.py where the names are the same):
   model.*               psp_jax.models.RefinementModule fields (name 'cascadepsp', depth, width,
-                        dtype)
+                        dtype, passes: cascade length 1-3, 3 published)
   data.*                see configs/data.py (binary_masks, synthetic_objects); data.crop_size is
                         the training crop (224 in the paper)
   train.loss.ce_weights / l1l2_weights   6-tuples over the outputs (s8a, s8b, s8c, s4b, s4c,
@@ -38,7 +38,7 @@ def _base(data_cfg: ml_collections.ConfigDict, *, depth: int = 50, width: int = 
   cfg = ml_collections.ConfigDict()
   cfg.seed = 0
   cfg.model = ml_collections.ConfigDict(dict(name="cascadepsp", depth=depth, width=width,
-                                             dtype="float32"))
+                                             dtype="float32", passes=3))
   cfg.data = data_cfg
   cfg.data.crop_size = (crop, crop)
   cfg.train = ml_collections.ConfigDict(dict(

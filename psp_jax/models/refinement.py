@@ -108,6 +108,12 @@ class UpsampleBlock(nn.Module):
     return q + self._double_conv(q, "conv2", train)
 
 
+def cascade_outputs(passes: int = 3) -> tuple[str, ...]:
+  """The names of the outputs a cascade of `passes` passes returns (entered at pass 1)."""
+  skipped = {3: (), 2: ("s8a",), 1: ("s8a", "s8b", "s4b")}[passes]
+  return tuple(k for k in OUTPUT_KEYS if k not in skipped)
+
+
 class RefinementModule(nn.Module):
   """The CascadePSP refinement module: three cascaded passes in one forward.
 
@@ -124,18 +130,25 @@ class RefinementModule(nn.Module):
     's8c' (pass 3, OS 8), 's4c' (pass 3, OS 4), 's1' (pass 3, full resolution).
   Passes that were skipped are absent from the dict. Probabilities are their sigmoids.
 
+  `passes` (3 published) is the length of the cascade for the cascade-length ablation: with 2
+  the forward starts at pass 2 with t8a = seg (no s8a); with 1 it runs pass 3 only with
+  t8b = t4b = seg (only s8c, s4c, s1; a given inter_s8 alone serves as both). The parameters are the same for every length (pass 3
+  uses every module), so a checkpoint loads whatever its `passes`.
+
   Attributes:
     depth: backbone depth (50 in the published model).
     width: backbone width (64 published); everything scales with it: PSP branches keep the
       layer4 channels (32*width for depth >= 50), bottleneck 16*width, up_1/up_2/up_3 8*width /
       4*width / width/2, head hidden width/2. Small widths make fast tests.
     bn: BatchNorm behaviour. dtype: compute dtype (params float32, outputs float32).
+    passes: 1, 2 or 3 cascade passes (see above).
   Params: feats, psp, up_1, up_2, up_3, final_28_{0,2}, final_56_{0,2}, final_11, final_21.
   """
   depth: int = 50
   width: int = 64
   bn: BNConfig = BNConfig()
   dtype: Any = jnp.float32
+  passes: int = 3
 
   @nn.compact
   def __call__(self, images: jnp.ndarray, seg: jnp.ndarray, inter_s8: jnp.ndarray | None = None,
@@ -148,6 +161,8 @@ class RefinementModule(nn.Module):
     if h % 8 or w % 8:
       raise ValueError(f"RefinementModule input size {(h, w)} must be a multiple of 8; pad it with "
                        "psp_jax.models.refinement.pad_to_multiple (image 0, masks -1)")
+    if self.passes not in (1, 2, 3):
+      raise ValueError(f"RefinementModule passes must be 1, 2 or 3, got {self.passes!r}")
     if inter_s4 is not None and inter_s8 is None:
       raise ValueError("RefinementModule: inter_s4 needs inter_s8 (pass 3 takes both)")
     for name, m in (("inter_s8", inter_s8), ("inter_s4", inter_s4)):
@@ -184,6 +199,11 @@ class RefinementModule(nn.Module):
       f = feats(x, train)
       return psp(f["layer4"], train), f["stem_conv"], f["layer1"]
 
+    # A shorter cascade: the input stands for the maps of skipped passes.
+    if self.passes < 3 and inter_s8 is None:
+      inter_s8 = seg
+    if self.passes < 2 and inter_s4 is None:
+      inter_s4 = inter_s8
     out = {}
     if inter_s8 is None:  # pass 1
       p, _, _ = backbone(seg, seg)

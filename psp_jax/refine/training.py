@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from psp_jax import checkpoint as ckpt_lib
 from psp_jax.evaluate import boundary
+from psp_jax.models.refinement import cascade_outputs
 from psp_jax.refine import cascade as cascade_lib
 
 EVAL_METRICS = ("IoU", "mBA", "IoU_input", "mBA_input", "IoU_gain", "mBA_gain")
@@ -200,8 +201,9 @@ def refinement_task(config, data_cfg, model, evaluate_fn: Callable | None, globa
                                   grad_weight=g_w, sync_bn=bool(config.train.get("sync_bn", True)),
                                   bn_group_size=config.train.get("bn_group_size"))
 
-  terms = [f"ce/{k}" for k, w in zip(refine_losses.OUTPUTS, ce_w) if w]
-  terms += [f"l1l2/{k}" for k, w in zip(refine_losses.OUTPUTS, l_w) if w]
+  present = cascade_outputs(model.passes)  # a shorter cascade has no terms for skipped passes
+  terms = [f"ce/{k}" for k, w in zip(refine_losses.OUTPUTS, ce_w) if w and k in present]
+  terms += [f"l1l2/{k}" for k, w in zip(refine_losses.OUTPUTS, l_w) if w and k in present]
   terms += ["grad"] if g_w else []
   return loop.Task(
       name="refinement", model=model, meta=checkpoint_meta(config, model),

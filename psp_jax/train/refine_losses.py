@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import optax
 
 OUTPUTS = ("s8a", "s8b", "s8c", "s4b", "s4c", "s1")
+PASS3_OUTPUTS = ("s8c", "s4c", "s1")
 PUBLISHED_CE_WEIGHTS = (1.0, 1.0, 1.0, 0.5, 0.5, 0.0)
 PUBLISHED_L1L2_WEIGHTS = (0.0, 0.0, 0.0, 0.25, 0.25, 1.0)
 PUBLISHED_GRAD_WEIGHT = 5.0
@@ -60,19 +61,23 @@ def refinement_loss_sums(outputs: Mapping[str, jnp.ndarray], gt: jnp.ndarray, *,
                          ) -> tuple[dict[str, jnp.ndarray], jnp.ndarray]:
   """Pixel sums of every weighted term, and the pixel count.
 
-  outputs: {name: (N, H, W, 1) logits} (all of OUTPUTS); gt: (N, H, W) or (N, H, W, 1) in {0, 1}.
+  outputs: {name: (N, H, W, 1) logits}: all of OUTPUTS, or those of a shorter cascade
+    (`RefinementModule.passes`): the pass-3 outputs s8c, s4c, s1 are required, the terms of
+    outputs of skipped passes (s8a; s8b, s4b) are dropped. gt: (N, H, W) or (N, H, W, 1) in {0, 1}.
   Returns ({'total', 'ce/<k>', 'l1l2/<k>', 'grad'}: float32 sums, already weighted; terms
   whose weight is 0 are absent except 'total'), count = N * H * W.
   Divide by the (global) count to get means.
   """
   check_weights(ce_weights, l1l2_weights)
-  missing = [k for k in OUTPUTS if k not in outputs]
+  missing = [k for k in PASS3_OUTPUTS if k not in outputs]
   if missing:
-    raise ValueError(f"refinement outputs {missing} are missing (the training forward runs all "
-                     "three passes)")
+    raise ValueError(f"refinement outputs {missing} are missing (every cascade ends with pass 3, "
+                     f"which gives {PASS3_OUTPUTS}); got {sorted(outputs)}")
   gt = gt.reshape(outputs["s1"].shape).astype(jnp.float32)
   sums: dict[str, jnp.ndarray] = {}
   for k, ce_w, l_w in zip(OUTPUTS, ce_weights, l1l2_weights):
+    if k not in outputs:
+      continue
     logits = outputs[k].astype(jnp.float32)
     if ce_w:
       sums[f"ce/{k}"] = ce_w * jnp.sum(optax.sigmoid_binary_cross_entropy(logits, gt))

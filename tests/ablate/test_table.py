@@ -8,7 +8,8 @@ from psp_jax.ablate import plan as plan_lib
 from psp_jax.ablate.table import SCALES, TableError, load_table, select, with_overrides
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-SHIPPED = sorted((ROOT / "experiments").glob("pspnet_table*.py")) + [ROOT / "experiments" / "cascadepsp_ablation.py"]
+SHIPPED = sorted((ROOT / "experiments").glob("pspnet_table*.py")) + sorted(
+    (ROOT / "experiments").glob("cascadepsp_*.py"))
 
 
 def test_rows_merge_table_row_and_scale_overrides(tmp_path):
@@ -89,6 +90,6 @@ def test_shipped_tables_load_and_fit_their_base_configs(path, scale):
   assert all(set(r.paper) <= set(table.metrics) for r in table.rows)
   # every runnable row has a result for every seed
   assert len(plan.evaluations) == len(table.seeds) * sum(not r.blocked for r in table.rows)
-  if path.stem == "cascadepsp_ablation":  # its rows without eval overrides rely on this default
+  if path.stem.startswith("cascadepsp_"):  # its rows without eval overrides rely on this default
     from psp_jax.ablate.overrides import load_base_config
     assert load_base_config(table.base).eval.stages == "global+local"

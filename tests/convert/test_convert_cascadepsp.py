@@ -67,7 +67,8 @@ def _compare(net, model, variables, image, seg, label):
 def test_meta(cascadepsp):
   _, model, variables, ckpt = cascadepsp
   meta = checkpoint.read_meta(ckpt)
-  assert meta["model"] == {"name": "cascadepsp", "depth": 50, "width": 64, "dtype": "float32"}
+  assert meta["model"] == {"name": "cascadepsp", "depth": 50, "width": 64, "dtype": "float32",
+                           "passes": 3}
   assert meta["source"]["layout"] == "cascadepsp"
   assert meta["source"]["counts"]["loaded"] + meta["source"]["counts"]["ignored"] == 426
   assert meta["preprocessing"]["align_corners"] is False

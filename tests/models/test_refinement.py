@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from psp_jax.models.build import build_model
-from psp_jax.models.refinement import OUTPUT_KEYS, RefinementModule, pad_to_multiple
+from psp_jax.models.refinement import (OUTPUT_KEYS, RefinementModule, cascade_outputs,
+                                       pad_to_multiple)
 
 
 def _abstract(model, h=32, w=32):
@@ -77,6 +78,27 @@ def test_outputs_and_cascade_entry_points(small):
   assert sorted(out3) == ["s1", "s4c", "s8c"]
   for k in out3:
     np.testing.assert_allclose(out3[k], out[k], rtol=1e-5, atol=1e-5 * float(jnp.abs(out[k]).max()))
+
+
+def test_shorter_cascades_skip_passes_and_share_the_parameters(small):
+  model, variables, image, seg, apply = small
+  full = apply(variables, image, seg)
+  for passes, entry in ((2, (seg,)), (1, (seg, seg))):
+    short = RefinementModule(width=8, passes=passes)
+    out = jax.jit(lambda v, *a, m=short: m.apply(v, *a))(variables, image, seg)
+    assert sorted(out) == sorted(cascade_outputs(passes)), passes
+    # passes=2 is the full cascade entered at pass 2 with t8a = seg; passes=1 at pass 3 with
+    # t8b = t4b = seg: the same (shared) parameters, the input standing for skipped maps.
+    ref = apply(variables, image, seg, *entry)
+    for k in out:
+      np.testing.assert_allclose(out[k], ref[k], rtol=1e-5, atol=1e-5 * float(jnp.abs(ref[k]).max()))
+    first = cascade_outputs(passes)[0]  # the OS 8 logits of the first pass run: its input differs
+    assert float(jnp.abs(out[first] - full[first]).max()) > 2e-5, passes
+  assert cascade_outputs(3) == OUTPUT_KEYS
+  assert jax.tree.structure(_abstract(RefinementModule(width=8, passes=1))) == jax.tree.structure(
+      variables)
+  with pytest.raises(ValueError, match="passes must be 1, 2 or 3"):
+    RefinementModule(width=8, passes=4).apply(variables, image, seg)
 
 
 def test_train_mode_updates_every_batch_norm(small):

@@ -76,3 +76,16 @@ def test_weights_are_configurable_and_checked():
     rl.refinement_loss_sums(outs, gt, ce_weights=(1, 1, 1))
   with pytest.raises(ValueError, match=r"\['s1'\] are missing"):
     rl.refinement_loss_sums({k: v for k, v in outs.items() if k != "s1"}, gt)
+
+
+def test_shorter_cascade_drops_the_terms_of_skipped_passes():
+  rng = np.random.default_rng(3)
+  gt = jnp.asarray(rng.random((2, 8, 8)) > 0.5, jnp.float32)
+  outs = {k: jnp.asarray(rng.standard_normal((2, 8, 8, 1)), jnp.float32) for k in rl.OUTPUTS}
+  full, _ = rl.refinement_loss_sums(outs, gt)
+  short, _ = rl.refinement_loss_sums({k: outs[k] for k in ("s8c", "s4c", "s1")}, gt)
+  assert set(full) - set(short) == {"ce/s8a", "ce/s8b", "ce/s4b", "l1l2/s4b"}
+  dropped = sum(float(full[k]) for k in set(full) - set(short))
+  assert float(short["total"]) == pytest.approx(float(full["total"]) - dropped, rel=1e-5)
+  with pytest.raises(ValueError, match=r"\['s8c'\] are missing"):
+    rl.refinement_loss_sums({k: outs[k] for k in ("s4c", "s1")}, gt)

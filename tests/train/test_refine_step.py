@@ -33,12 +33,12 @@ def _batch(n=8, size=32, seed=0):
   return images, seg, gt
 
 
-def _run(num_devices, steps=1, seed=0):
+def _run(num_devices, steps=1, seed=0, model=MODEL):
   mesh = make_mesh(num_devices)
-  variables = ckpt_lib.init_variables(MODEL, jax.random.key(0))
+  variables = ckpt_lib.init_variables(model, jax.random.key(0))
   opt = make_optimizer(OPTIM, variables["params"], 10)
   state = create_train_state(variables, opt.tx, jax.random.key(1), mesh)
-  step = make_refine_train_step(MODEL, opt, mesh)
+  step = make_refine_train_step(model, opt, mesh)
   images, seg, gt = _batch(seed=seed)
   history = []
   for _ in range(steps):
@@ -75,6 +75,13 @@ def test_loss_decreases_and_schedule_steps():
   assert losses[-1] < losses[0] * 0.9, losses
   assert hist[0]["lr/base"] == pytest.approx(2.25e-4)
   assert hist[-1]["lr/base"] == pytest.approx(2.25e-5)
+
+
+def test_a_one_pass_cascade_trains_on_the_pass3_terms_only():
+  _, hist = _run(2, steps=3, model=RefinementModule(depth=18, width=8, passes=1))
+  terms = sorted(k for k in hist[0] if k.startswith(("ce/", "l1l2/")))
+  assert terms == ["ce/s4c", "ce/s8c", "l1l2/s1", "l1l2/s4c"]
+  assert hist[-1]["loss"] < hist[0]["loss"]
 
 
 def test_invalid_gt_values_are_counted():

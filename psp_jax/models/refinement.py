@@ -132,8 +132,9 @@ class RefinementModule(nn.Module):
 
   `passes` (3 published) is the length of the cascade for the cascade-length ablation: with 2
   the forward starts at pass 2 with t8a = seg (no s8a); with 1 it runs pass 3 only with
-  t8b = t4b = seg (only s8c, s4c, s1; a given inter_s8 alone serves as both). The parameters are the same for every length (pass 3
-  uses every module), so a checkpoint loads whatever its `passes`.
+  t8b = t4b = seg (only s8c, s4c, s1; a given inter_s8 alone serves as both). The parameters
+  are the same for every length (pass 3 uses every module), so a checkpoint loads whatever its
+  `passes`.
 
   Attributes:
     depth: backbone depth (50 in the published model).

@@ -23,8 +23,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-OUTPUTS = ("s8a", "s8b", "s8c", "s4b", "s4c", "s1")
-PASS3_OUTPUTS = ("s8c", "s4c", "s1")
+from psp_jax.models.refinement import OUTPUT_KEYS, cascade_outputs
+
+OUTPUTS = OUTPUT_KEYS  # ("s8a", "s8b", "s8c", "s4b", "s4c", "s1"): the order of the weight tuples
+PASS3_OUTPUTS = cascade_outputs(passes=1)  # every cascade ends with pass 3: s8c, s4c, s1
 PUBLISHED_CE_WEIGHTS = (1.0, 1.0, 1.0, 0.5, 0.5, 0.0)
 PUBLISHED_L1L2_WEIGHTS = (0.0, 0.0, 0.0, 0.25, 0.25, 1.0)
 PUBLISHED_GRAD_WEIGHT = 5.0

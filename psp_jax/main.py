@@ -3,7 +3,9 @@
   psp-jax <command> [flags]        psp-jax <command> --help for its flags
 
 Each command lives in its own module and is imported only when called, so `psp-jax convert`
-never loads the training stack and nothing but `convert` imports torch.
+never loads the training stack and nothing but `convert` imports torch. Commands that compile
+use JAX's persistent compilation cache (`psp_jax.compile_cache`: ~/.cache/psp_jax/xla, or
+$PSP_JAX_COMPILATION_CACHE; 'off' disables it).
 """
 from __future__ import annotations
 
@@ -28,6 +30,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                    "train a small PSPNet on the embedded synthetic scenes (CPU, ~1 min)"),
 }
 
+# commands that compile models (and so gain from the persistent compilation cache)
+COMPILING = ("train", "evaluate", "predict", "refine", "ablate", "quickstart")
+
 
 def usage() -> str:
   width = max(map(len, COMMANDS))
@@ -47,6 +52,9 @@ def run(argv: list[str] | None = None) -> int:
     print(f"psp-jax: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
     return 2
   module, function, _ = COMMANDS[name]
+  if name in COMPILING and not any(a in ("-h", "--help") for a in rest):
+    from psp_jax import compile_cache
+    compile_cache.enable()
   code = getattr(importlib.import_module(module), function)(rest)
   return int(code or 0)
 

@@ -4,6 +4,8 @@ import os
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                            " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# the commands' persistent compilation cache stays off unless a test turns it on (into tmp)
+os.environ.setdefault("PSP_JAX_COMPILATION_CACHE", "off")
 
 import pathlib  # noqa: E402
 import sys  # noqa: E402

@@ -3,6 +3,7 @@ evaluation against ground truth, label maps, and bad input."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -119,3 +120,19 @@ def test_bad_input_is_reported_naming_it(tiny_ckpt, tmp_path, capsys):
   assert main.run(["refine", "--checkpoint", str(bad), "--image", str(img), "--mask", str(msk),
                    "--output", str(tmp_path / "o.png")]) == 1
   assert "does not exist" in capsys.readouterr().err
+
+
+def test_refine_fills_the_compilation_cache(tiny_ckpt, tmp_path):
+  """A command run writes its compiled programs to $PSP_JAX_COMPILATION_CACHE (a subprocess:
+  the cache is process-wide JAX configuration)."""
+  image, mask = blob_sample(40, 56)
+  img, msk = _write(tmp_path, "a.png", image), _write(tmp_path, "m.png", mask)
+  cache = tmp_path / "cache"
+  env = dict(os.environ, PSP_JAX_COMPILATION_CACHE=str(cache),
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+  proc = subprocess.run([sys.executable, "-m", "psp_jax", "refine", "--checkpoint", tiny_ckpt,
+                         "--image", str(img), "--mask", str(msk), "--output",
+                         str(tmp_path / "o.png")] + FAST, capture_output=True, text=True, env=env)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert (tmp_path / "o.png").exists()
+  assert cache.is_dir() and any(cache.iterdir()), "no compiled program was cached"

@@ -4,6 +4,7 @@
   python experiments/benchmark_refine.py --sizes native --modes fast --repeats 2
   python experiments/benchmark_refine.py --official /path/to/segmentation_refinement_wheel_dir
   python experiments/benchmark_refine.py --official DIR --bucket official   # bit-level parity
+  python experiments/benchmark_refine.py --sizes native --modes fast --repeats 1 --compile-cache C  # x2
 
 The model is the full-width ResNet-50 RefinementModule with random weights (PyTorch's default
 initialisation statistics: conv U(+-1/sqrt(fan_in)), BN scale 1, shift 0, mean 0, var 1),
@@ -16,6 +17,13 @@ refine (compilation included: what one `psp-jax refine` call pays) and the follo
 wheel unpacked into DIR; torch needed, torchvision not) in a fresh subprocess with the SAME
 weights (the checkpoint is then made by converting that package's freshly initialised model),
 and report the largest difference of the probabilities. Nothing is downloaded.
+
+--windows image: random weights saturate the global output, so the skip rule skips every
+local window and "full" mode measures the global step only. With this option final_11 and
+final_21 are set so that the output follows the image instead (s1 = 10 relu(red) - 5, red the
+normalised red channel: foreground where the red value exceeds ~153): windows whose foreground
+is between 10% and 90% run, as windows along object boundaries do with trained weights, and
+the local step is timed too (the same weights in both implementations).
 
 3840x2160 inputs are synthesised by resizing the sample (bicubic image, nearest mask).
 CPU timings on a shared machine vary with the other users' load: compare runs made together.
@@ -57,6 +65,9 @@ def _maxrss_gb() -> float:
 
 def worker_jax(args) -> dict:
   import numpy as np
+  if args.compile_cache:  # as the psp-jax commands do (psp_jax.compile_cache)
+    from psp_jax import compile_cache
+    compile_cache.enable({compile_cache.ENV: args.compile_cache})
   t0 = time.perf_counter()
   from psp_jax.refine.api import Refiner
   bucket = None if args.bucket is None else (args.bucket if args.bucket == "official"
@@ -128,8 +139,24 @@ def worker_official(args) -> dict:
 
 # ----------------------------------------------------------------------------- checkpoints
 
-def make_checkpoint(directory: pathlib.Path, official: str | None) -> tuple[str, str | None]:
-  """(psp_jax checkpoint, torch state_dict or None) of a randomly initialised full model."""
+def _follow_image(final_11: "np.ndarray", final_11_bias, final_21, final_21_bias,
+                  in_axis: int, out_axis: int) -> None:
+  """In place: hidden unit 0 of final_11 = relu(red channel of the image), s1 = 10 unit0 - 5.
+  final_11 sees [decoder features (C), image (3)], so the red channel is input C."""
+  c = final_11.shape[in_axis] - 3
+  for a in (final_11, final_11_bias, final_21, final_21_bias):
+    a[...] = 0
+  idx = [0] * final_11.ndim
+  idx[in_axis], idx[out_axis] = c, 0
+  final_11[tuple(idx)] = 1.0
+  final_21.reshape(-1)[0] = 10.0
+  final_21_bias[...] = -5.0
+
+
+def make_checkpoint(directory: pathlib.Path, official: str | None, windows: str = "random"
+                    ) -> tuple[str, str | None]:
+  """(psp_jax checkpoint, torch state_dict or None) of a randomly initialised full model
+  (windows='image': with the output following the image, see the module docstring)."""
   import numpy as np
   ckpt = directory / "ckpt"
   if official:
@@ -137,6 +164,11 @@ def make_checkpoint(directory: pathlib.Path, official: str | None) -> tuple[str,
     _, pspnet = _official_modules(official)
     torch.manual_seed(0)
     net = pspnet.RefinementModule().eval()
+    if windows == "image":
+      with torch.no_grad():
+        arrays = [getattr(getattr(net, layer), kind).detach().numpy()
+                  for layer in ("final_11", "final_21") for kind in ("weight", "bias")]
+        _follow_image(*arrays, 1, 0)
     weights = directory / "official_random.pth"
     torch.save({"module." + k: v for k, v in net.state_dict().items()}, weights)
     from psp_jax.convert.torch_checkpoint import convert_checkpoint
@@ -161,6 +193,10 @@ def make_checkpoint(directory: pathlib.Path, official: str | None) -> tuple[str,
 
   variables = jax.tree_util.tree_map_with_path(
       draw, checkpoint.init_variables(model, abstract=True))
+  if windows == "image":
+    p = variables["params"]
+    _follow_image(p["final_11"]["kernel"], p["final_11"]["bias"], p["final_21"]["kernel"],
+                  p["final_21"]["bias"], 2, 3)
   checkpoint.save_checkpoint(ckpt, variables, {"format_version": 1,
                                                "model": checkpoint.model_config(model),
                                                "source": {"what": "random weights (benchmark)"}})
@@ -182,6 +218,12 @@ def main() -> None:
   parser.add_argument("--bucket", default=None, help="psp_jax bucket (default: the Refiner's)")
   parser.add_argument("--official", default=None, help="dir holding segmentation_refinement/")
   parser.add_argument("--threads", type=int, default=2, help="torch threads for --official")
+  parser.add_argument("--windows", choices=["random", "image"], default="random",
+                      help="'image': make the output follow the image so local windows run "
+                           "(module docstring)")
+  parser.add_argument("--compile-cache", default=None,
+                      help="psp_jax persistent compilation cache folder (run twice: the second "
+                           "run's first refine loads the compiled programs)")
   parser.add_argument("--out", default=None, help="write the results as JSON here")
   # worker mode (internal)
   parser.add_argument("--worker", choices=["jax", "official"], default=None, help=argparse.SUPPRESS)
@@ -201,7 +243,7 @@ def main() -> None:
   with tempfile.TemporaryDirectory() as tmp:
     tmp = pathlib.Path(tmp)
     t = time.perf_counter()
-    ckpt, weights = make_checkpoint(tmp, args.official)
+    ckpt, weights = make_checkpoint(tmp, args.official, args.windows)
     print(f"random full-width checkpoint written in {time.perf_counter() - t:.1f} s", flush=True)
     impls = ["jax"] + (["official"] if args.official else [])
     for size in args.sizes.split(","):
@@ -217,6 +259,8 @@ def main() -> None:
             cmd += ["--dtype", args.dtype]
           if args.bucket:
             cmd += ["--bucket", args.bucket]
+          if args.compile_cache and impl == "jax":
+            cmd += ["--compile-cache", args.compile_cache]
           if impl == "official":
             cmd += ["--official", args.official, "--torch-weights", weights]
           env = dict(os.environ, PYTHONWARNINGS="ignore")

@@ -3,8 +3,9 @@
 A `psp-jax refine` call on one image spends 3-8 s of its time compiling the refinement module
 for the image's size (CPU); `train`, `evaluate` and `predict` compile their steps the same
 way. With the cache, a later call with the same shapes, model and devices loads the compiled
-program from disk instead (measured: 3.5 s -> 0.9 s for the full-width global step at
-640x904 on a 2-core CPU).
+program from disk instead (the 968x648 sample's first refine on a 2-core CPU: 24.8 s -> 22.1 s,
+`experiments/benchmark_refine.py --sizes native --modes fast --repeats 1 --compile-cache C`
+run twice).
 
 Where: $PSP_JAX_COMPILATION_CACHE, or ~/.cache/psp_jax/xla ($XDG_CACHE_HOME respected) when
 unset. Set it to 'off' (or '0', 'none', '') to disable. Entries are keyed by JAX on the program,

@@ -12,18 +12,16 @@ row of experiments/cascadepsp_ablation.py (same base, overrides and seeds: the s
 Paper numbers: not located (/work/shared/reference/paper_numbers.md, section 2), so the paper
 column is empty rather than filled from memory. Format: psp_jax/ablate/table.py.
 """
+import pathlib
+import runpy
+
+# base, seeds, metrics, paper source and the mini training overrides are those of the stages /
+# loss table, read from it, so that the three-pass row is its `global_local` training run.
+STAGES = runpy.run_path(str(pathlib.Path(__file__).with_name("cascadepsp_ablation.py")))["TABLE"]
+
 TABLE = dict(
+    STAGES,
     title="CascadePSP ablation: cascade length",
-    base={"mini": "configs/cascadepsp.py:demo", "paper": "configs/cascadepsp.py:paper"},
-    seeds={"mini": [0, 1], "paper": [0]},
-    metrics=["IoU", "mBA", "IoU_input", "mBA_input"],
-    metric_labels={"IoU_input": "IoU (input)", "mBA_input": "mBA (input)"},
-    scale=1.0,  # the refinement evaluation reports percentages already
-    paper_source="not found: the CascadePSP ablation numbers were not located (paper_numbers.md)",
-    # mini: as experiments/cascadepsp_ablation.py (the demo config cut to 250 steps, lr x0.1 at
-    # 200 and 238, one evaluation at the end): 3 trainings x 2 seeds in about 20 minutes on 2 CPU cores.
-    train={"mini": {"train.steps": 250, "train.checkpoint_every": 125, "eval.every": 0,
-                    "optim.boundary_fractions": (0.8, 0.95)}},
     notes=["mini: configs/cascadepsp.py:demo (object masks of the synthetic scenes, ResNet-18 of "
            "width 16, 96 px crops), 250 steps (lr x0.1 at 80% and 95%); evaluated on 32 held-out "
            "256 px scenes with L=128 "

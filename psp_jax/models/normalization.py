@@ -44,6 +44,7 @@ class BatchNorm(nn.Module):
     frozen: always normalise with the running statistics and never update them (the affine
       parameters are kept fixed by the optimiser, see `psp_jax.train.optim`).
     dtype: output dtype (statistics are float32).
+    bias_init: initial value of the shift (0 as PyTorch; SegNet's Caffe BN starts at 0.001).
   """
   momentum: float = 0.9
   epsilon: float = 1e-5
@@ -51,12 +52,13 @@ class BatchNorm(nn.Module):
   group_size: int | None = None
   frozen: bool = False
   dtype: Any = None
+  bias_init: float = 0.0
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
     features = x.shape[-1]
     scale = self.param("scale", nn.initializers.ones, (features,), jnp.float32)
-    bias = self.param("bias", nn.initializers.zeros, (features,), jnp.float32)
+    bias = self.param("bias", nn.initializers.constant(self.bias_init), (features,), jnp.float32)
     ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((features,), jnp.float32))
     ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((features,), jnp.float32))
 

@@ -12,7 +12,7 @@ gradients again (that would multiply them by the device count).
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -23,7 +23,8 @@ from jax.sharding import Mesh, PartitionSpec as P
 
 from psp_jax.evaluate.metrics import confusion_matrix
 from psp_jax.parallel import DATA_AXIS, data_sharded, replicated
-from psp_jax.train.losses import IGNORE_LABEL, cross_entropy_sum, invalid_label_count
+from psp_jax.train.losses import (IGNORE_LABEL, check_class_weights, cross_entropy_sum,
+                                  invalid_label_count)
 from psp_jax.train.optim import Optimizer
 from psp_jax.train.state import TrainState
 
@@ -70,7 +71,7 @@ def compile_data_parallel(local_step: Callable, mesh: Mesh, *, num_batch_args: i
 def make_train_step(model: nn.Module, optimizer: Optimizer, mesh: Mesh, *, num_classes: int,
                     aux_weight: float = 0.4, ignore_label: int = IGNORE_LABEL,
                     sync_bn: bool = True, bn_group_size: int | None = None,
-                    donate: bool = True) -> Callable:
+                    donate: bool = True, class_weights: Sequence[float] | None = None) -> Callable:
   """Returns `step(state, images, labels) -> (state, metrics)`, jit-compiled over `mesh`.
 
   images (B, H, W, C) float and labels (B, H, W) int are GLOBAL batches sharded over 'data'
@@ -79,10 +80,15 @@ def make_train_step(model: nn.Module, optimizer: Optimizer, mesh: Mesh, *, num_c
   device (as PyTorch DataParallel without SyncBN); bn_group_size: sync within groups of that
   many devices. Running statistics are averaged over replicas after every step either way,
   so the state stays replicated and evaluation/saving see synchronised statistics.
+  class_weights: None (every labelled pixel weighs 1: the default) or one weight per class for
+  the main and aux losses, normalised by the labelled-pixel count as Caffe does (see
+  psp_jax.train.losses); checked here, before anything is compiled.
   metrics: loss (main + aux_weight * aux), main_loss, aux_loss, pixel_acc, labelled_pixels,
   invalid_label_pixels (labels neither a class nor ignore: a data bug), grad_norm,
   lr/<group> for every parameter group.
   """
+  if class_weights is not None:
+    class_weights = tuple(float(w) for w in check_class_weights(class_weights, num_classes))
   model = with_bn_sync(model, sync_bn, bn_group_size)
   fully_synced = sync_bn and bn_group_size is None
   tx = optimizer.tx
@@ -94,12 +100,12 @@ def make_train_step(model: nn.Module, optimizer: Optimizer, mesh: Mesh, *, num_c
       (logits, aux_logits), updates = model.apply(
           {"params": params, "batch_stats": state.batch_stats}, images, train=True,
           return_aux=True, mutable=["batch_stats"], rngs={"dropout": rng})
-      main_sum, count = cross_entropy_sum(logits, labels, ignore_label)
+      main_sum, count = cross_entropy_sum(logits, labels, ignore_label, class_weights=class_weights)
       total_count = jnp.maximum(lax.psum(count, DATA_AXIS), 1.0)
       main = lax.psum(main_sum, DATA_AXIS) / total_count
       aux = jnp.zeros((), jnp.float32)
       if aux_logits is not None and aux_weight:
-        aux_sum, _ = cross_entropy_sum(aux_logits, labels, ignore_label)
+        aux_sum, _ = cross_entropy_sum(aux_logits, labels, ignore_label, class_weights=class_weights)
         aux = lax.psum(aux_sum, DATA_AXIS) / total_count
       return main + aux_weight * aux, (main, aux, updates["batch_stats"], logits, count)
 

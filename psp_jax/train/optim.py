@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import optax
 from flax import traverse_util
 
+from psp_jax.train.param_rules import apply_param_rules
 from psp_jax.train.schedules import poly_schedule, step_schedule
 
 BASE_GROUP = "base"
@@ -98,8 +99,9 @@ def make_optimizer(cfg, params, total_steps: int, *, optional_modules: Iterable[
   """Build the optimiser described by the `optim` config section for `params`.
 
   Fields: name ('sgd' | 'adam'), base_lr, momentum, nesterov, weight_decay, schedule and its
-  fields (see `make_schedule`), lr_multipliers {module path: factor}, grad_clip_norm (0: off),
-  b1, b2, eps (Adam).
+  fields (see `make_schedule`), lr_multipliers {module path: factor}, param_rules (Caffe's
+  per-parameter lr/decay multipliers, see psp_jax.train.param_rules; absent or empty: none),
+  grad_clip_norm (0: off), b1, b2, eps (Adam).
   """
   schedule = make_schedule(cfg, total_steps)
   frozen_paths = list(frozen_paths)
@@ -111,6 +113,10 @@ def make_optimizer(cfg, params, total_steps: int, *, optional_modules: Iterable[
     multipliers[BASE_GROUP] = 1.0
   if FROZEN_GROUP in used:
     multipliers[FROZEN_GROUP] = 0.0
+  decay_mask = None
+  if cfg.get("param_rules"):  # Caffe-style per-parameter lr/decay multipliers
+    labels, multipliers, decay_mask = apply_param_rules(params, labels, multipliers,
+                                                        list(cfg.param_rules), FROZEN_GROUP)
   trainable = jax.tree_util.tree_map(lambda g: g != FROZEN_GROUP, labels)
   frozen = jax.tree_util.tree_map(lambda g: g == FROZEN_GROUP, labels)
 
@@ -120,7 +126,8 @@ def make_optimizer(cfg, params, total_steps: int, *, optional_modules: Iterable[
   if cfg.get("grad_clip_norm", 0.0):
     parts.append(optax.clip_by_global_norm(cfg.grad_clip_norm))
   if cfg.get("weight_decay", 0.0):
-    parts.append(optax.add_decayed_weights(cfg.weight_decay, mask=trainable))
+    parts.append(optax.add_decayed_weights(cfg.weight_decay,
+                                           mask=trainable if decay_mask is None else decay_mask))
   name = cfg.get("name", "sgd")
   if name == "sgd":
     if cfg.get("momentum", 0.9):

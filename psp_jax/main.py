@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                "refine coarse masks with CascadePSP (an image or folders; --gt reports IoU and mBA)"),
     "ablate": ("psp_jax.ablate.cli", "ablate_main",
                "run an ablation table (experiments/NAME.py) at mini or paper scale and collect it"),
+    "recompute-bn": ("psp_jax.recompute_bn", "recompute_bn_main", "recompute BN statistics over the training set (SegNet)"),
     "quickstart": ("psp_jax.train.quickstart", "cli_main",
                    "train a small PSPNet on the embedded synthetic scenes (CPU, ~1 min)"),
 }

@@ -5,7 +5,8 @@
   psp-jax train --config configs/cascadepsp.py:demo --workdir runs/cascade_demo   # CPU, minutes
   psp-jax evaluate --config configs/cascadepsp.py:demo --workdir runs/cascade_demo
 
-Fields (as configs/pspnet.py where the names are the same):
+Fields (the shared ones are described in configs/common.py):
+  task                  'refinement' (psp_jax/tasks/refinement.py)
   model.*               psp_jax.models.RefinementModule fields (name 'cascadepsp', depth, width,
                         dtype, passes: cascade length 1-3, 3 published)
   data.*                see configs/data.py (binary_masks, synthetic_objects); data.crop_size is
@@ -27,37 +28,24 @@ from __future__ import annotations
 
 import ml_collections
 
-from configs import data
+from configs import common, data
 
-PUBLISHED_CE_WEIGHTS = (1.0, 1.0, 1.0, 0.5, 0.5, 0.0)
-PUBLISHED_L1L2_WEIGHTS = (0.0, 0.0, 0.0, 0.25, 0.25, 1.0)
+from psp_jax.train.refine_losses import (PUBLISHED_CE_WEIGHTS, PUBLISHED_GRAD_WEIGHT,
+                                         PUBLISHED_L1L2_WEIGHTS)
 
 
 def _base(data_cfg: ml_collections.ConfigDict, *, depth: int = 50, width: int = 64,
           steps: int = 45_000, crop: int = 224) -> ml_collections.ConfigDict:
-  cfg = ml_collections.ConfigDict()
-  cfg.seed = 0
-  cfg.model = ml_collections.ConfigDict(dict(name="cascadepsp", depth=depth, width=width,
-                                             dtype="float32", passes=3))
-  cfg.data = data_cfg
-  cfg.data.crop_size = (crop, crop)
-  cfg.train = ml_collections.ConfigDict(dict(
-      steps=steps, batch_size=12, sync_bn=True,
-      bn_group_size=ml_collections.FieldReference(None, field_type=int), frozen_bn=False,
-      init_checkpoint="", checkpoint_every=5000, keep_checkpoints=3, log_every=50,
-      num_devices=ml_collections.FieldReference(None, field_type=int), debug_nan_at_step=0,
-      loss=ml_collections.ConfigDict(dict(ce_weights=PUBLISHED_CE_WEIGHTS,
-                                          l1l2_weights=PUBLISHED_L1L2_WEIGHTS, grad_weight=5.0))))
-  cfg.optim = ml_collections.ConfigDict(dict(
-      name="adam", base_lr=2.25e-4, b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-4,
-      schedule="step", boundaries=ml_collections.FieldReference((), field_type=tuple),
-      boundary_fractions=(0.5, 5.0 / 6.0), decay_factor=0.1,
-      lr_multipliers={}, grad_clip_norm=0.0))
-  cfg.eval = ml_collections.ConfigDict(dict(
+  model = dict(name="cascadepsp", depth=depth, width=width, dtype="float32", passes=3)
+  loss = ml_collections.ConfigDict(dict(ce_weights=PUBLISHED_CE_WEIGHTS,
+                                        l1l2_weights=PUBLISHED_L1L2_WEIGHTS,
+                                        grad_weight=PUBLISHED_GRAD_WEIGHT))
+  eval_cfg = ml_collections.ConfigDict(dict(
       every=5000, split="validation", stages="global+local", L=900, local_mode="official",
       window_batch=1, min_input_pixels=32 * 32, max_images=0, seed=0))
-  cfg.distributed = ml_collections.ConfigDict(dict(
-      coordinator_address="", num_processes=1, process_id=0))
+  cfg = common.base("refinement", model, data_cfg, common.train(steps, batch_size=12, loss=loss),
+                    common.adam_step(2.25e-4, (0.5, 5.0 / 6.0)), eval_cfg)
+  cfg.data.crop_size = (crop, crop)
   return cfg
 
 

@@ -20,7 +20,11 @@ Use from a training config:  `config.data = data.camvid()`, then override fields
   augmentation.blur_prob     Gaussian blur probability (0 = off); blur_kernel its odd size
   augmentation.flip_prob     horizontal flip probability (0 = off)
   augmentation.crop          True random crop, False centre crop (debugging)
-  mean / std        normalisation of 0-1 RGB (ImageNet statistics); padding uses the mean pixel
+  mean / std        normalisation (ImageNet statistics of 0-1 RGB by default); padding uses the
+                    mean pixel
+  input_scale       images are divided by it before mean/std (255: 0-1 values; 1: raw 0-255)
+  channel_order     'RGB' or 'BGR': the channel order the model takes (mean/std in that order);
+                    see psp_jax/preprocessing.py. SegNet: 1, mean 0, std 1, BGR.
   seed              data seed: shuffling and per-example augmentation (seed, epoch, record index)
   shuffle           shuffle training records (a new global permutation every epoch)
   worker_count      Grain worker processes decoding/augmenting (0 = threads of the main process)
@@ -52,7 +56,7 @@ Refinement (CascadePSP) data, read by psp_jax.data.refine_pipeline (binary_masks
   refine_augment.crop / flip_prob          random crop (pad-if-needed) / horizontal flip probability
   refine_augment.brightness / contrast / saturation   colour jitter strengths (0.2, 0.05, 0.05)
   refine_augment.grayscale_prob            random grayscale probability (0.1)
-  refine_augment.perturb.*                 the coarse-mask perturbation (psp_jax/refine/perturb.py):
+  refine_augment.perturb.*                 the coarse-mask perturbation (psp_jax/data/perturb.py):
                     iou_min, iou_max (target range 0.8, 1.0), tolerance (0.05: an operation
                     overshooting the target by more is undone), contour_prob, drop_run, keep_fraction,
                     jitter, min_vertices (contour stage), max_rounds, ops_per_round, kernel_min,
@@ -62,8 +66,7 @@ from __future__ import annotations
 
 import ml_collections
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from psp_jax.constants import IGNORE_LABEL, IMAGENET_MEAN, IMAGENET_STD  # noqa: F401
 
 
 def _base(name: str, num_classes: int, crop: int) -> ml_collections.ConfigDict:
@@ -72,7 +75,7 @@ def _base(name: str, num_classes: int, crop: int) -> ml_collections.ConfigDict:
       manual_dir="",
       data_dir="~/tensorflow_datasets",
       num_classes=num_classes,
-      ignore_label=255,
+      ignore_label=IGNORE_LABEL,
       class_names=ml_collections.FieldReference(None, field_type=list),
       train_split="train",
       eval_split="validation",
@@ -81,6 +84,8 @@ def _base(name: str, num_classes: int, crop: int) -> ml_collections.ConfigDict:
                         blur_prob=0.5, blur_kernel=5, flip_prob=0.5, crop=True),
       mean=IMAGENET_MEAN,
       std=IMAGENET_STD,
+      input_scale=255.0,
+      channel_order="RGB",
       seed=0,
       shuffle=True,
       worker_count=4,

@@ -7,8 +7,9 @@ Every field can be overridden on the command line (`--config.optim.base_lr=0.005
 unknown key or a value of the wrong type is an error naming the key. `model.num_classes` and
 `data.num_classes` are one shared field.
 
-Fields:
+Fields (the shared ones are described in configs/common.py):
   seed                  initialisation, dropout and data order
+  task                  'segmentation' (psp_jax/tasks/segmentation.py)
   model.*               the constructor fields of psp_jax.models.PSPNet (dtype as a string)
   data.*                see configs/data.py
   train.steps           iterations (the poly schedule runs over them)
@@ -34,7 +35,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from configs import data
+from configs import common, data
 
 PAPER_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 
@@ -42,31 +43,17 @@ PAPER_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 def _base(num_classes: int, data_cfg: ml_collections.ConfigDict, depth: int = 50,
           steps: int = 150_000, crop: int = 473, base_size: int = 512) -> ml_collections.ConfigDict:
   classes = ml_collections.FieldReference(num_classes)
-  cfg = ml_collections.ConfigDict()
-  cfg.seed = 0
-  cfg.model = ml_collections.ConfigDict(dict(
+  model = dict(
       name="pspnet", num_classes=classes, in_channels=3, depth=depth, stem="deep", output_stride=8,
       dilation_pattern="semseg", width=64, context="ppm", bins=(1, 2, 3, 6), pool="avg",
       reduction=True, aux=True, head_features=512, aux_features=256, dropout=0.1,
-      align_corners=True, dtype="float32"))
-  cfg.data = data_cfg
+      align_corners=True, dtype="float32")
+  cfg = common.base("segmentation", model, data_cfg,
+                    common.train(steps, batch_size=16, aux_weight=0.4),
+                    common.sgd_poly(0.01, {"ppm": 10.0, "head": 10.0, "aux_head": 10.0}),
+                    common.segmentation_eval((crop, crop), base_size))
   cfg.data.num_classes = classes
   cfg.data.crop_size = (crop, crop)
-  cfg.train = ml_collections.ConfigDict(dict(
-      steps=steps, batch_size=16, aux_weight=0.4, sync_bn=True,
-      bn_group_size=ml_collections.FieldReference(None, field_type=int), frozen_bn=False,
-      init_checkpoint="", checkpoint_every=5000, keep_checkpoints=3, log_every=50,
-      num_devices=ml_collections.FieldReference(None, field_type=int), debug_nan_at_step=0))
-  cfg.optim = ml_collections.ConfigDict(dict(
-      name="sgd", base_lr=0.01, momentum=0.9, nesterov=False, weight_decay=1e-4,
-      schedule="poly", power=0.9, warmup_steps=0, warmup_init_lr=0.0, end_lr=0.0,
-      lr_multipliers={"ppm": 10.0, "head": 10.0, "aux_head": 10.0}, grad_clip_norm=0.0))
-  cfg.eval = ml_collections.ConfigDict(dict(
-      every=5000, split="validation", crop_size=(crop, crop), base_size=base_size,
-      scales=(1.0,), flip=False, stride_rate=2.0 / 3.0, window_batch=2, max_images=0,
-      log_images=3))
-  cfg.distributed = ml_collections.ConfigDict(dict(
-      coordinator_address="", num_processes=1, process_id=0))
   return cfg
 
 

@@ -117,7 +117,8 @@ def worker_official(args) -> dict:
   net.eval()
   load_s = time.perf_counter() - t0
   image, mask = _load_inputs(args.image, args.mask, args.size)
-  mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+  from psp_jax.constants import IMAGENET_MEAN, IMAGENET_STD
+  mean, std = np.array(IMAGENET_MEAN), np.array(IMAGENET_STD)
   times, out = [], None
   for _ in range(args.repeats):
     t = time.perf_counter()

@@ -27,7 +27,6 @@ TABLE = dict(
     seeds={"mini": [0, 1], "paper": [0]},
     metrics=["IoU", "mBA", "IoU_input", "mBA_input"],
     metric_labels={"IoU_input": "IoU (input)", "mBA_input": "mBA (input)"},
-    scale=1.0,  # the refinement evaluation reports percentages already
     paper_source="not found: the CascadePSP ablation numbers were not located (paper_numbers.md)",
     # mini: the demo config cut to 250 steps (about 3 minutes a run on 2 CPU cores), lr x0.1
     # at 200 and 238 (a run this short needs its steps at the full rate: with the recipe's

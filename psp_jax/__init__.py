@@ -8,7 +8,7 @@ Heavy modules are imported on first use, so `import psp_jax` stays fast.
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from psp_jax.constants import VERSION as __version__  # noqa: F401
 
 
 def load(path, step=None, **kwargs):

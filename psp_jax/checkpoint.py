@@ -39,9 +39,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from psp_jax.models import build
-from psp_jax.models.pspnet import PSPNet
-from psp_jax.models.refinement import RefinementModule
-from psp_jax.models.resnet import BNConfig, ResNet
+from psp_jax.models.resnet import BNConfig
 
 FORMAT_VERSION = 1
 ITEMS = ("state", "meta")
@@ -68,34 +66,13 @@ logging.getLogger("absl").addFilter(_QuietReadOnly())
 # ----------------------------------------------------------------------------- model config
 
 def model_config(model: nn.Module) -> dict[str, Any]:
-  """The plain-data `meta['model']` of a module: family name + constructor fields (no bn)."""
-  names = [n for n, cls in build.MODEL_FAMILIES.items() if cls is type(model)]
-  if not names:
-    raise ValueError(f"{type(model).__name__} is not a registered model family "
-                     f"({sorted(build.MODEL_FAMILIES)})")
-  cfg: dict[str, Any] = {"name": names[0]}
-  for f in dataclasses.fields(model):
-    if not f.init or f.name in ("parent", "name", "bn"):
-      continue
-    value = getattr(model, f.name)
-    if f.name == "dtype":
-      value = next((k for k, d in build.DTYPES.items() if jnp.dtype(d) == jnp.dtype(value)), None)
-      if value is None:
-        raise ValueError(f"model dtype {getattr(model, 'dtype')} has no config name")
-    elif isinstance(value, tuple):
-      value = list(value)
-    cfg[f.name] = value
-  return cfg
+  """The plain-data `meta['model']` of a module (see psp_jax.models.build.model_config)."""
+  return build.model_config(model)
 
 
 def dummy_inputs(model: nn.Module, size: int = 32) -> tuple[tuple, dict]:
-  """(args, kwargs) for `model.init` that create every variable of the model."""
-  if isinstance(model, RefinementModule):
-    return (jnp.zeros((1, size, size, 3)), jnp.zeros((1, size, size, 1))), {}
-  if isinstance(model, PSPNet):
-    channels = getattr(model, "in_channels", 3)
-    return (jnp.zeros((1, size + 1, size + 1, channels)),), {"return_aux": True}
-  return (jnp.zeros((1, size, size, 3)),), {}
+  """(args, kwargs) for `model.init` that create every variable: the family's example inputs."""
+  return build.example_inputs(model, size)
 
 
 def init_variables(model: nn.Module, rng: jax.Array | int = 0, abstract: bool = False) -> dict:

@@ -12,18 +12,19 @@ wrong type is an error naming the key. Config files may import their siblings as
 run finished: it marks the run done (psp-jax ablate skips such runs). `evaluate` writes its
 reports to WORKDIR/eval/ and, with --output, the metrics as one JSON file (written only on
 success), so several evaluations of one run (other scales, flip, ...) keep their own files.
-A config whose `model.name` is 'cascadepsp' is evaluated by
-psp_jax.refine.training.evaluate_refinement (IoU, mBA and the input's IoU/mBA).
+The config's task (`config.task`, else the model family's; psp_jax/tasks/) trains and
+evaluates: segmentation reports mIoU/mAcc/aAcc per class, refinement IoU and mBA before and after.
 """
 from __future__ import annotations
 
-import json
-import math
 import pathlib
 import sys
 
 from absl import app, flags
 from ml_collections import config_flags
+
+from psp_jax.constants import TRAIN_RESULT
+from psp_jax.reports import write_json
 
 FLAGS = flags.FLAGS
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config: FILE.py:NAME.",
@@ -35,7 +36,6 @@ flags.DEFINE_enum("checkpoint", "latest", ["latest", "best"],
 flags.DEFINE_string("output", None, "evaluate: also write the metrics to this JSON file "
                     "(written only when the evaluation succeeds).")
 
-TRAIN_RESULT = "train_result.json"  # psp_jax.ablate.plan.TRAIN_RESULT names the same file
 
 
 def _config_import_path(argv: list[str]) -> None:
@@ -71,53 +71,16 @@ def _train(argv):
     write_json(pathlib.Path(FLAGS.workdir) / TRAIN_RESULT, dict(result or {}))
 
 
-def _clean(value):
-  """JSON-ready: NaN/Inf as null, NumPy scalars and arrays as Python numbers and lists."""
-  if isinstance(value, dict):
-    return {str(k): _clean(v) for k, v in value.items()}
-  if isinstance(value, (list, tuple)):
-    return [_clean(v) for v in value]
-  if hasattr(value, "tolist"):
-    return _clean(value.tolist())
-  if isinstance(value, float) and not math.isfinite(value):
-    return None
-  return value
-
-
-def write_json(path: pathlib.Path, data: dict) -> None:
-  """Write `data` as JSON atomically (a temporary file renamed), so the file exists only whole."""
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(json.dumps(_clean(data), indent=1) + "\n")
-  tmp.replace(path)
-
-
-def _is_cascadepsp(config) -> bool:
-  return config.model.get("name") == "cascadepsp"
-
-
 def _evaluate(argv):
   del argv
   _require("config"), _require("workdir")
-  from psp_jax import checkpoint as ckpt_lib  # pylint: disable=import-outside-toplevel
-  from psp_jax.evaluate.evaluator import evaluate_split, metrics_markdown  # pylint: disable=import-outside-toplevel
+  from psp_jax import tasks  # pylint: disable=import-outside-toplevel
   config = _CONFIG.value
   workdir = pathlib.Path(FLAGS.workdir)
-  if _is_cascadepsp(config):
-    from psp_jax.refine import training  # pylint: disable=import-outside-toplevel
-    metrics = dict(training.evaluate_refinement(config, str(workdir), checkpoint=FLAGS.checkpoint,
-                                                split=FLAGS.split))
-    print(training.metrics_markdown(metrics, f"CascadePSP refinement, {FLAGS.checkpoint} checkpoint "
-                                             f"(step {metrics.get('step')}), split {metrics['split']}"))
-  else:
-    path = workdir / "checkpoints_best" if FLAGS.checkpoint == "best" else workdir
-    model, variables = ckpt_lib.load(path)
-    _, step = ckpt_lib.resolve(path)
-    metrics = evaluate_split(model, variables, config, workdir=str(workdir), step=step,
-                             split=FLAGS.split)
-    print(metrics_markdown(metrics, f"{FLAGS.checkpoint} checkpoint (step {step}), split "
-                                    f"{metrics['split']}"))
+  metrics, markdown = tasks.get_task(config).evaluate_checkpoint(
+      config, workdir, checkpoint=FLAGS.checkpoint, split=FLAGS.split)
+  metrics = dict(metrics)
+  print(markdown)
   if FLAGS.output:
     metrics.setdefault("checkpoint", FLAGS.checkpoint)
     metrics.setdefault("workdir", str(workdir))

@@ -5,6 +5,7 @@ slice of the global batch; `shard_batch` assembles the global array from those s
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import jax
@@ -53,3 +54,24 @@ def shard_batch(batch: Any, mesh: Mesh) -> Any:
 def replicate(tree: Any, mesh: Mesh) -> Any:
   """Place a pytree on every device of the mesh (params, optimiser state)."""
   return jax.device_put(tree, replicated(mesh))
+
+
+def local_copy(tree: Any) -> Any:
+  """This process's copy of replicated arrays, on one local device (what an ordinary jit
+  outside the mesh can read, also on multi-host meshes)."""
+  return jax.tree.map(lambda x: x.addressable_data(0) if isinstance(x, jax.Array) else x, tree)
+
+
+def maybe_initialize_distributed(config) -> bool:
+  """`jax.distributed.initialize` from `config.distributed` when a coordinator is set (and
+  JAX is not initialised yet). Must run before anything touches the devices. On a CPU-only
+  run (JAX_PLATFORMS=cpu) the gloo collectives are selected. Returns whether it initialised."""
+  dist = config.get("distributed") or {}
+  address = dist.get("coordinator_address") or ""
+  if not address or jax.distributed.is_initialized():
+    return False
+  if os.environ.get("JAX_PLATFORMS", "").strip().lower() == "cpu":
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(address, num_processes=int(dist.get("num_processes", 1)),
+                             process_id=int(dist.get("process_id", 0)))
+  return True

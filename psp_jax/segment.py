@@ -1,4 +1,4 @@
-"""Label images with a PSPNet checkpoint: the Python API `psp_jax.predict` and `psp-jax predict`.
+"""Label images with a segmentation checkpoint (any family): the Python API `psp_jax.predict` and `psp-jax predict`.
 
   psp-jax predict --checkpoint CKPT --input IMG_OR_DIR --output DIR [--opacity 0.5]
                   [--flip] [--scales 0.5,0.75,1,1.25,1.5,1.75] [--base_size 512]
@@ -21,6 +21,8 @@ from PIL import Image
 
 from psp_jax import checkpoint as ckpt_lib
 from psp_jax.evaluate.inference import InferenceSettings, SlidingWindowPredictor
+from psp_jax.models import build
+from psp_jax.preprocessing import Preprocessing
 from psp_jax.visualize import colorize, default_palette, overlay, save_index_png
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -41,8 +43,8 @@ def inference_settings_from_meta(meta: dict, **overrides: Any) -> InferenceSetti
     dataset = meta.get("classes", {}).get("dataset")
     crop, base = DATASET_PROTOCOLS.get(dataset, ((473, 473), None))
     fields.update(crop_size=crop, base_size=base)
-  if "mean" in pre:
-    fields.update(mean=tuple(pre["mean"]), std=tuple(pre["std"]))
+  family = build.family_of(meta.get("model", {}))
+  fields["preprocessing"] = Preprocessing.from_meta(pre, default=family.preprocessing)
   fields.update({k: v for k, v in overrides.items() if v is not None})
   return InferenceSettings(**fields)
 
@@ -53,9 +55,11 @@ class Segmenter:
   def __init__(self, checkpoint: str | pathlib.Path, **settings_overrides: Any):
     self.model, self.variables = ckpt_lib.load(checkpoint)
     self.meta = ckpt_lib.read_meta(checkpoint)
-    if self.meta["model"].get("name") != "pspnet":
-      raise ValueError(f"{checkpoint}: a {self.meta['model'].get('name')!r} checkpoint cannot label "
-                       "images; predict needs a 'pspnet' checkpoint")
+    family = build.family_of(self.meta["model"])
+    if family.task != "segmentation":
+      raise ValueError(f"{checkpoint}: a {family.name!r} checkpoint ({family.task}) cannot label "
+                       "images; predict needs a segmentation checkpoint (a family whose task is "
+                       "'segmentation')")
     self.num_classes = int(self.model.num_classes)
     classes = self.meta.get("classes", {})
     self.class_names = list(classes.get("names") or [str(i) for i in range(self.num_classes)])

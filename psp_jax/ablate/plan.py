@@ -29,8 +29,8 @@ import sys
 
 from psp_jax.ablate import overrides as ov
 from psp_jax.ablate.table import Row, Table, TableError
+from psp_jax.constants import TRAIN_RESULT  # written by `psp-jax train` after a successful run
 
-TRAIN_RESULT = "train_result.json"  # written by `psp-jax train` after a successful run
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,17 +27,16 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 from flax import traverse_util
 
-import psp_jax
+from psp_jax.constants import VERSION
 from psp_jax import checkpoint as ckpt_lib
 from psp_jax.convert import layouts
+from psp_jax.models import build
 from psp_jax.models.pspnet import PSPNet
 from psp_jax.models.refinement import RefinementModule
 from psp_jax.models.resnet import ResNet
 
 MODELS = ("pspnet", "resnet-deepbase", "resnet-torchvision", "cascadepsp")
 DEPTH_BY_LAYER3_BLOCKS = {6: 50, 23: 101, 36: 152}
-IMAGENET_MEAN = [0.485, 0.456, 0.406]
-IMAGENET_STD = [0.229, 0.224, 0.225]
 
 
 class ConversionError(ValueError):
@@ -196,15 +195,17 @@ def _sha256(path: pathlib.Path) -> str:
   return h.hexdigest()
 
 
-def _preprocessing(net) -> dict[str, Any]:
-  pre = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "input_scale": 255.0, "channel_order": "RGB"}
-  if isinstance(net, PSPNet):
-    pre["align_corners"] = True
-  elif isinstance(net, RefinementModule):
-    pre.update(align_corners=False, pad_multiple=8, image_pad_value=0.0, mask_pad_value=-1.0,
-               mask_range=[-1.0, 1.0])
-  else:
-    pre["align_corners"] = True
+# Preprocessing facts beyond the family's normalisation, per source layout (converter name).
+_PREPROCESSING_EXTRAS = {
+    "cascadepsp": dict(align_corners=False, pad_multiple=8, image_pad_value=0.0, mask_pad_value=-1.0,
+                       mask_range=[-1.0, 1.0]),
+}
+
+
+def _preprocessing(net, model: str) -> dict[str, Any]:
+  """meta['preprocessing']: the family's normalisation (the contract) plus the layout's extras."""
+  pre = build.family_of(net).preprocessing.to_meta()
+  pre.update(_PREPROCESSING_EXTRAS.get(model, {"align_corners": True}))
   return pre
 
 
@@ -252,7 +253,7 @@ def convert_checkpoint(torch_path: str | pathlib.Path, model: str, out: str | pa
   state_dict = read_torch_state_dict(torch_path)
   net, layout = build_target(model, state_dict, layers, num_classes)
   classes_meta = _read_classes(classes, dataset)
-  if classes_meta is not None and isinstance(net, PSPNet) and len(classes_meta["names"]) != net.num_classes:
+  if classes_meta is not None and hasattr(net, "num_classes") and len(classes_meta["names"]) != net.num_classes:
     raise ConversionError(f"{dataset or classes}: {len(classes_meta['names'])} class names for a "
                           f"{net.num_classes}-class model")
   variables, counts = load_strict(net, layouts.convert_state_dict(state_dict, layout), log)
@@ -262,8 +263,8 @@ def convert_checkpoint(torch_path: str | pathlib.Path, model: str, out: str | pa
       "model": ckpt_lib.model_config(net),
       "source": {"format": "pytorch", "file": torch_path.name, "sha256": _sha256(torch_path),
                  "model": model, "layout": layout.name, "torch_version": torch.__version__,
-                 "converted_by": f"psp_jax {psp_jax.__version__}", "counts": counts},
-      "preprocessing": _preprocessing(net),
+                 "converted_by": f"psp_jax {VERSION}", "counts": counts},
+      "preprocessing": _preprocessing(net, model),
   }
   if classes_meta is not None:
     meta["classes"] = classes_meta

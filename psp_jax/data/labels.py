@@ -19,7 +19,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-IGNORE_LABEL = 255
+from psp_jax.constants import IGNORE_LABEL
+
 UNKNOWN = -1  # entry of a lookup table for raw values that are neither a class nor ignored
 
 

@@ -45,6 +45,7 @@ import numpy as np
 from psp_jax.data import labels as L
 from psp_jax.data import transforms as T
 from psp_jax.data.builders import PreparedDataset, open_dataset
+from psp_jax.preprocessing import Preprocessing
 
 
 def _get(cfg, key, default=None):
@@ -53,6 +54,12 @@ def _get(cfg, key, default=None):
   except AttributeError:
     v = getattr(cfg, key, default)
   return default if v is None else v
+
+
+def preprocessing(data_cfg) -> Preprocessing:
+  """The normalisation a data config asks for (data.mean/std/input_scale/channel_order)."""
+  return Preprocessing.from_meta({k: _get(data_cfg, k) for k in
+                                  ("mean", "std", "input_scale", "channel_order")})
 
 
 def _process(process_index, process_count) -> tuple[int, int]:
@@ -112,8 +119,7 @@ class TrainMap:
   decode: Decode
   aug: T.Augment
   crop_size: tuple[int, int]
-  mean: tuple[float, ...]
-  std: tuple[float, ...]
+  preprocessing: Preprocessing
   seed: int
   records_per_epoch: int
 
@@ -121,7 +127,7 @@ class TrainMap:
     index, record = item
     rng = example_rng(self.seed, position, self.records_per_epoch, index)
     image, label = self.decode(index, record)
-    image, label = T.train_transform(image, label, rng, self.aug, self.crop_size, self.mean, self.std)
+    image, label = T.train_transform(image, label, rng, self.aug, self.crop_size, self.preprocessing)
     return {"image": image, "label": label, "index": np.int32(index)}
 
 
@@ -131,8 +137,7 @@ class EvalMap:
   source: Any
   decode: Decode
   pad_size: tuple[int, int]
-  mean: tuple[float, ...]
-  std: tuple[float, ...]
+  preprocessing: Preprocessing
 
   def __call__(self, index: int) -> dict:
     ph, pw = self.pad_size
@@ -146,7 +151,7 @@ class EvalMap:
     if h > ph or w > pw:
       raise ValueError(f"{self.decode.split} record {index}: image {h}x{w} is larger than the evaluation "
                        f"bucket data.eval_pad_size={self.pad_size}")
-    image, label = T.eval_transform(image, label, self.mean, self.std)
+    image, label = T.eval_transform(image, label, self.preprocessing)
     out["image"][:h, :w] = image
     out["label"][:h, :w] = label
     out["mask"][:h, :w] = True
@@ -207,7 +212,7 @@ def train_dataset(data_cfg, global_batch_size: int, *, process_index: int | None
       decode=Decode(records.dataset.num_classes, split=records.split),
       aug=T.Augment.from_config(_get(data_cfg, "augmentation")),
       crop_size=_pair(_get(data_cfg, "crop_size", 473)),
-      mean=tuple(_get(data_cfg, "mean", T.MEAN)), std=tuple(_get(data_cfg, "std", T.STD)),
+      preprocessing=preprocessing(data_cfg),
       seed=int(_get(data_cfg, "seed", 0)), records_per_epoch=records.per_shard)
   return batched(records, mapper, data_cfg)
 
@@ -291,7 +296,7 @@ def eval_dataset(data_cfg, split: str | None = None, *, batch_size: int | None =
   indices = [k * pc + pi for k in range(slots)]
   indices = [i if i < n else -1 for i in indices]
   mapper = EvalMap(source, Decode(dataset.num_classes, split=split), eval_pad_size(data_cfg, dataset, split),
-                   tuple(_get(data_cfg, "mean", T.MEAN)), tuple(_get(data_cfg, "std", T.STD)))
+                   preprocessing(data_cfg))
   ds = grain.MapDataset.source(indices).map(mapper).batch(batch, drop_remainder=False)
   return _maybe_workers(ds.to_iter_dataset(_read_options(data_cfg)), data_cfg)
 

@@ -24,7 +24,7 @@ Per training example (CascadePSP's order; `data.refine_augment`, see `RefineAugm
   3. colour jitter on the image's real pixels, brightness / contrast / saturation factors
      drawn from [1 - x, 1 + x] and applied in a random order (torchvision ColorJitter), then
      grayscale with probability grayscale_prob;
-  4. seg = `psp_jax.refine.perturb` of the cropped ground truth (IoU target ~ U[0.8, 1.0)).
+  4. seg = `psp_jax.data.perturb` of the cropped ground truth (IoU target ~ U[0.8, 1.0)).
 """
 from __future__ import annotations
 
@@ -37,8 +37,9 @@ import numpy as np
 from psp_jax.data import pipeline as P
 from psp_jax.data import transforms as T
 from psp_jax.data.builders import PreparedDataset, open_dataset
-from psp_jax.data.labels import IGNORE_LABEL
-from psp_jax.refine.perturb import Perturbation
+from psp_jax.constants import IGNORE_LABEL
+from psp_jax.data.perturb import Perturbation
+from psp_jax.preprocessing import Preprocessing
 
 _get = P._get  # pylint: disable=protected-access
 GREY = np.asarray([0.299, 0.587, 0.114], np.float32)  # ITU-R 601 luma, as torchvision
@@ -146,10 +147,10 @@ def color_jitter(image: np.ndarray, rng: np.random.Generator, aug: RefineAugment
 
 
 def refine_train_transform(image: np.ndarray, gt: np.ndarray, rng: np.random.Generator, aug: RefineAugment,
-                           crop_size: tuple[int, int], mean: Sequence[float] = T.MEAN,
-                           std: Sequence[float] = T.STD) -> dict[str, np.ndarray]:
+                           crop_size: tuple[int, int], pre: Preprocessing = T.DEFAULT
+                           ) -> dict[str, np.ndarray]:
   """uint8 RGB (H, W, 3) + uint8 {0, 1} gt (H, W) -> {'image', 'seg', 'gt'} crops (module doc)."""
-  fill = T.mean_pixel(mean)
+  fill = T.mean_pixel(pre)
   img, mask, (y0, y1, x0, x1) = crop_with_padding(image, gt, rng, tuple(crop_size), fill, aug.crop)
   if aug.flip_prob > 0 and rng.random() < aug.flip_prob:
     img, mask = img[:, ::-1], mask[:, ::-1]
@@ -158,7 +159,7 @@ def refine_train_transform(image: np.ndarray, gt: np.ndarray, rng: np.random.Gen
   img[y0:y1, x0:x1] = color_jitter(img[y0:y1, x0:x1], rng, aug)  # padding stays the mean pixel
   mask = np.ascontiguousarray(mask)
   seg = aug.perturb(mask, rng)
-  return {"image": T.normalize(img, mean, std), "seg": seg.astype(np.float32), "gt": mask.astype(np.float32)}
+  return {"image": T.normalize(img, pre), "seg": seg.astype(np.float32), "gt": mask.astype(np.float32)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,8 +169,7 @@ class RefineTrainMap:
   foreground: np.ndarray
   aug: RefineAugment
   crop_size: tuple[int, int]
-  mean: tuple[float, ...]
-  std: tuple[float, ...]
+  preprocessing: Preprocessing
   seed: int
   records_per_epoch: int
 
@@ -177,7 +177,8 @@ class RefineTrainMap:
     index, record = item
     rng = P.example_rng(self.seed, position, self.records_per_epoch, index)
     image, label = self.decode(index, record)
-    return refine_train_transform(image, self.foreground[label], rng, self.aug, self.crop_size, self.mean, self.std)
+    return refine_train_transform(image, self.foreground[label], rng, self.aug, self.crop_size,
+                                  self.preprocessing)
 
 
 def refine_train_dataset(data_cfg, global_batch_size: int, *, dataset: PreparedDataset | None = None,
@@ -191,7 +192,7 @@ def refine_train_dataset(data_cfg, global_batch_size: int, *, dataset: PreparedD
       foreground=foreground_table(data_cfg, records.dataset.class_names),
       aug=RefineAugment.from_config(_get(data_cfg, "refine_augment")),
       crop_size=P._pair(_get(data_cfg, "crop_size", 224)),  # pylint: disable=protected-access
-      mean=tuple(_get(data_cfg, "mean", T.MEAN)), std=tuple(_get(data_cfg, "std", T.STD)),
+      preprocessing=P.preprocessing(data_cfg),
       seed=int(_get(data_cfg, "seed", 0)), records_per_epoch=records.per_shard)
   return P.batched(records, mapper, data_cfg)
 

@@ -163,27 +163,11 @@ def _draw_glyph(glyph: str, u: np.ndarray, v: np.ndarray, colour: np.ndarray, im
     raise ValueError(glyph)
 
 
-def generate_scene(seed: int, size: tuple[int, int] = (64, 64), **options) -> tuple[np.ndarray, np.ndarray]:
-  """One scene: (image uint8 (H, W, 3), label uint8 (H, W)), a pure function of (seed, size, options).
-
-  Labels index `options['classes']` (default `SYNTHETIC_CLASSES`); every pixel is labelled (no
-  ignore). Options (defaults in `DEFAULTS`): classes, num_objects (lo, hi), object_size
-  (lo, hi) fractions of the shorter side, rim, two_regions_prob, lookalike_prob, noise.
-  Objects whose class (given their ground) is not in `classes` are not drawn.
-  """
-  unknown = set(options) - set(DEFAULTS)
-  if unknown:
-    raise TypeError(f"unknown synthetic scene options {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-  opt = {**DEFAULTS, **options}
-  classes, _ = synthetic_classes(opt["classes"])
-  cls_index = {c: i for i, c in enumerate(classes)}
-  h, w = int(size[0]), int(size[1])
-  rng = np.random.default_rng(seed)
-  yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-
-  grounds = [g for g in GROUNDS if g in cls_index]
-  # Ground layout: `region` ids -> drawn ground, and `slots` (box (y0, x0, y1, x1), deciding
-  # ground) where objects go; the deciding ground names the class of a look-alike there.
+def _ground_layout(rng: np.random.Generator, h: int, w: int, grounds: list[str],
+                   cls_index: dict[str, int], opt: dict):
+  """(region ids (H, W), [(region id, drawn ground)], slots [(box (y0, x0, y1, x1), deciding
+  ground)] where objects go, object size range, far-context flag). The deciding ground names
+  the class of a look-alike in its slot."""
   region = np.zeros((h, w), np.int8)
   layout = rng.random()
   side = min(h, w)
@@ -226,6 +210,61 @@ def generate_scene(seed: int, size: tuple[int, int] = (64, 64), **options) -> tu
     regions = [(0, g)]
     slots = [((0, 0, h, w), g)]
     size_range = opt["object_size"]
+  return region, regions, slots, size_range, far
+
+
+def _draw_object(rng: np.random.Generator, image: np.ndarray, label: np.ndarray, box, ground: str,
+                 glyph: str, size_range, side: int, cls_index: dict[str, int], opt: dict,
+                 yy: np.ndarray, xx: np.ndarray) -> None:
+  """Draw one glyph object of `glyph` whose centre lies in `box` (in place)."""
+  h, w = label.shape
+  y0, x0, y1, x1 = box
+  diam = rng.uniform(*size_range) * side
+  ry = min(diam / 2, (y1 - y0) / 2 - 0.5)
+  rx = min(diam / 2 * rng.uniform(1.0, 1.3), (x1 - x0) / 2 - 0.5)
+  if ry < 2 or rx < 2:
+    return
+  # The centre stays inside the region so the ground at the centre names the class.
+  cy = rng.uniform(y0 + ry, y1 - ry)
+  cx = rng.uniform(x0 + rx, x1 - rx)
+  ya, yb = max(int(cy - ry), 0), min(int(np.ceil(cy + ry)) + 1, h)
+  xa, xb = max(int(cx - rx), 0), min(int(np.ceil(cx + rx)) + 1, w)
+  v = (yy[ya:yb, xa:xb] - cy) / ry
+  u = (xx[ya:yb, xa:xb] - cx) / rx
+  if rng.random() < 0.5:
+    u = -u  # glyphs face either way
+  rad = np.sqrt(u * u + v * v)
+  plate = rad <= 1
+  patch = image[ya:yb, xa:xb]
+  grey = rng.uniform(120, 170)
+  patch[plate] = grey
+  patch[plate & (rad > 1 - opt["rim"])] = grey * 0.35
+  colour = _BODY_COLOURS[int(rng.integers(len(_BODY_COLOURS)))]
+  _draw_glyph(glyph, u, v, colour, patch, plate & (rad <= 1 - opt["rim"]))
+  label[ya:yb, xa:xb][plate] = cls_index[GLYPH_CLASSES[glyph][ground]]
+
+
+def generate_scene(seed: int, size: tuple[int, int] = (64, 64), **options) -> tuple[np.ndarray, np.ndarray]:
+  """One scene: (image uint8 (H, W, 3), label uint8 (H, W)), a pure function of (seed, size, options).
+
+  Labels index `options['classes']` (default `SYNTHETIC_CLASSES`); every pixel is labelled (no
+  ignore). Options (defaults in `DEFAULTS`): classes, num_objects (lo, hi), object_size
+  (lo, hi) fractions of the shorter side, rim, two_regions_prob, lookalike_prob, noise.
+  Objects whose class (given their ground) is not in `classes` are not drawn.
+  """
+  unknown = set(options) - set(DEFAULTS)
+  if unknown:
+    raise TypeError(f"unknown synthetic scene options {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+  opt = {**DEFAULTS, **options}
+  classes, _ = synthetic_classes(opt["classes"])
+  cls_index = {c: i for i, c in enumerate(classes)}
+  h, w = int(size[0]), int(size[1])
+  rng = np.random.default_rng(seed)
+  yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+
+  grounds = [g for g in GROUNDS if g in cls_index]
+  side = min(h, w)
+  region, regions, slots, size_range, far = _ground_layout(rng, h, w, grounds, cls_index, opt)
   image = np.zeros((h, w, 3), np.float32)
   label = np.zeros((h, w), np.uint8)
   for r, drawn in regions:
@@ -250,29 +289,8 @@ def generate_scene(seed: int, size: tuple[int, int] = (64, 64), **options) -> tu
     if not candidates:
       continue
     glyph = candidates[int(rng.integers(len(candidates)))]
-    diam = rng.uniform(*size_range) * side
-    ry = min(diam / 2, (y1 - y0) / 2 - 0.5)
-    rx = min(diam / 2 * rng.uniform(1.0, 1.3), (x1 - x0) / 2 - 0.5)
-    if ry < 2 or rx < 2:
-      continue
-    # The centre stays inside the region so the ground at the centre names the class.
-    cy = rng.uniform(y0 + ry, y1 - ry)
-    cx = rng.uniform(x0 + rx, x1 - rx)
-    ya, yb = max(int(cy - ry), 0), min(int(np.ceil(cy + ry)) + 1, h)
-    xa, xb = max(int(cx - rx), 0), min(int(np.ceil(cx + rx)) + 1, w)
-    v = (yy[ya:yb, xa:xb] - cy) / ry
-    u = (xx[ya:yb, xa:xb] - cx) / rx
-    if rng.random() < 0.5:
-      u = -u  # glyphs face either way
-    rad = np.sqrt(u * u + v * v)
-    plate = rad <= 1
-    patch = image[ya:yb, xa:xb]
-    grey = rng.uniform(120, 170)
-    patch[plate] = grey
-    patch[plate & (rad > 1 - opt["rim"])] = grey * 0.35
-    colour = _BODY_COLOURS[int(rng.integers(len(_BODY_COLOURS)))]
-    _draw_glyph(glyph, u, v, colour, patch, plate & (rad <= 1 - opt["rim"]))
-    label[ya:yb, xa:xb][plate] = cls_index[GLYPH_CLASSES[glyph][ground]]
+    _draw_object(rng, image, label, (y0, x0, y1, x1), ground, glyph, size_range, side, cls_index,
+                 opt, yy, xx)
 
   if opt["noise"]:
     image += rng.normal(0, opt["noise"], image.shape).astype(np.float32)

@@ -8,7 +8,8 @@ Training, in the PSPNet order (each step switchable off through its probability 
   4. horizontal flip with probability flip_prob (image and label together);
   5. random crop to crop_size; where the image is smaller it is first padded (evenly on both
      sides) with the mean pixel and the label with 255;
-  6. normalisation ((x / 255) - mean) / std on 0-1 RGB, so mean-pixel padding becomes 0.
+  6. normalisation (data.mean/std/input_scale/channel_order, psp_jax/preprocessing.py;
+     PSPNet: ((x / 255) - mean) / std on RGB), so mean-pixel padding becomes 0.
 The paper's "+DA" ablation row is everything on; the baseline is crop (and normalise) only:
 `Augment.crop_only()`.
 
@@ -24,10 +25,10 @@ from typing import Any, Mapping, Sequence
 import cv2
 import numpy as np
 
-from psp_jax.data.labels import IGNORE_LABEL
+from psp_jax.constants import IGNORE_LABEL
+from psp_jax.preprocessing import Preprocessing
 
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
+DEFAULT = Preprocessing()  # PSPNet's: ImageNet mean/std on 0-1 RGB
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,16 +73,14 @@ class Augment:
     return aug
 
 
-def mean_pixel(mean: Sequence[float] = MEAN) -> np.ndarray:
-  """The mean pixel in 0..255 (float32 RGB)."""
-  return np.asarray(mean, np.float32) * 255.0
+def mean_pixel(pre: Preprocessing = DEFAULT) -> np.ndarray:
+  """The RGB 0..255 pixel that normalises to 0 (float32): the padding value."""
+  return pre.mean_pixel()
 
 
-def normalize(image: np.ndarray, mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> np.ndarray:
-  """uint8 (or 0..255 float) RGB (..., 3) -> float32 ((x / 255) - mean) / std."""
-  mean = np.asarray(mean, np.float32)
-  std = np.asarray(std, np.float32)
-  return (np.asarray(image, np.float32) * np.float32(1 / 255.0) - mean) / std
+def normalize(image: np.ndarray, pre: Preprocessing = DEFAULT) -> np.ndarray:
+  """uint8 (or 0..255 float) RGB (..., 3) -> float32 model input (psp_jax.preprocessing)."""
+  return pre.normalize(image)
 
 
 def random_scale(image, label, rng, lo: float, hi: float):
@@ -148,20 +147,20 @@ def random_crop(image, label, rng, size: tuple[int, int], fill, random: bool = T
 
 
 def train_transform(image: np.ndarray, label: np.ndarray, rng: np.random.Generator, aug: Augment,
-                    crop_size: tuple[int, int], mean: Sequence[float] = MEAN, std: Sequence[float] = STD
+                    crop_size: tuple[int, int], pre: Preprocessing = DEFAULT
                     ) -> tuple[np.ndarray, np.ndarray]:
   """uint8 RGB (H, W, 3) + uint8 label (H, W) -> float32 normalised crop + int32 label crop."""
-  fill = mean_pixel(mean)
+  fill = mean_pixel(pre)
   image = image.astype(np.float32)
   image, label = random_scale(image, label, rng, aug.scale_min, aug.scale_max)
   image, label = random_rotate(image, label, rng, aug.rotate_deg, aug.rotate_prob, fill)
   image = random_blur(image, rng, aug.blur_prob, aug.blur_kernel)
   image, label = random_flip(image, label, rng, aug.flip_prob)
   image, label = random_crop(image, label, rng, tuple(crop_size), fill, aug.crop)
-  return normalize(image, mean, std), np.ascontiguousarray(label, dtype=np.int32)
+  return normalize(image, pre), np.ascontiguousarray(label, dtype=np.int32)
 
 
-def eval_transform(image: np.ndarray, label: np.ndarray, mean: Sequence[float] = MEAN,
-                   std: Sequence[float] = STD) -> tuple[np.ndarray, np.ndarray]:
+def eval_transform(image: np.ndarray, label: np.ndarray, pre: Preprocessing = DEFAULT
+                   ) -> tuple[np.ndarray, np.ndarray]:
   """Evaluation keeps the original size: only normalisation (the evaluator resizes/slides)."""
-  return normalize(image, mean, std), label.astype(np.int32)
+  return normalize(image, pre), label.astype(np.int32)

@@ -6,7 +6,6 @@ are written to `<workdir>/eval/<split>_step<N>.{json,md}`.
 """
 from __future__ import annotations
 
-import json
 import math
 import pathlib
 import time
@@ -18,6 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
+from psp_jax import reports
+from psp_jax.preprocessing import Preprocessing
 from psp_jax.evaluate.inference import InferenceSettings, SlidingWindowPredictor
 from psp_jax.evaluate.metrics import confusion_matrix, segmentation_metrics
 
@@ -29,8 +30,7 @@ def inference_settings(eval_cfg, data_cfg) -> InferenceSettings:
       scales=tuple(eval_cfg.get("scales", (1.0,))), flip=bool(eval_cfg.get("flip", False)),
       stride_rate=float(eval_cfg.get("stride_rate", 2.0 / 3.0)),
       window_batch=int(eval_cfg.get("window_batch", 2)),
-      mean=tuple(data_cfg.get("mean", (0.485, 0.456, 0.406))),
-      std=tuple(data_cfg.get("std", (0.229, 0.224, 0.225))))
+      preprocessing=Preprocessing.from_meta(data_cfg))
 
 
 @jax.jit
@@ -107,7 +107,9 @@ def evaluate_split(model: nn.Module, variables: Any, config, *, workdir: str | N
   metrics.update(protocol=protocol, split=split, images=total, step=step,
                  seconds=round(time.time() - start, 2), confusion_matrix=cm.tolist())
   if workdir is not None and jax.process_index() == 0:
-    write_reports(metrics, pathlib.Path(workdir) / "eval", f"{split}_step{step if step is not None else 'final'}")
+    reports.write_reports(metrics, pathlib.Path(workdir) / "eval",
+                          f"{split}_step{step if step is not None else 'final'}",
+                          metrics_markdown(reports.clean(metrics), f"Evaluation: {split} (step {step})"))
   return metrics
 
 
@@ -126,13 +128,3 @@ def metrics_markdown(metrics: dict, title: str) -> str:
               + ", ".join(metrics["absent_classes"])]
   return "\n".join(lines) + "\n"
 
-
-def write_reports(metrics: dict, directory: pathlib.Path, stem: str) -> tuple[pathlib.Path, pathlib.Path]:
-  """Write `<stem>.json` and `<stem>.md` (NaN written as null)."""
-  directory.mkdir(parents=True, exist_ok=True)
-  clean = json.loads(json.dumps(metrics, default=float).replace("NaN", "null"))
-  json_path, md_path = directory / f"{stem}.json", directory / f"{stem}.md"
-  json_path.write_text(json.dumps(clean, indent=1))
-  md_path.write_text(metrics_markdown(clean, f"Evaluation: {metrics.get('split', '')} "
-                                             f"(step {metrics.get('step')})"))
-  return json_path, md_path

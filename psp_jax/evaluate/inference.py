@@ -26,9 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from psp_jax.models.ops import linear_interpolation_matrix
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from psp_jax.preprocessing import Preprocessing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,8 +37,8 @@ class InferenceSettings:
   keep the image's own size. scales: e.g. (0.5, 0.75, 1.0, 1.25, 1.5, 1.75) for multi-scale.
   flip: average with the mirrored window. stride_rate: window stride as a fraction of the crop.
   window_batch: windows per forward (a fixed shape). bucket: canvas sizes are rounded up to a
-  multiple of this, bounding the number of compiled programs. mean/std: normalisation of
-  0-1 RGB.
+  multiple of this, bounding the number of compiled programs. preprocessing: how RGB uint8
+  images become model inputs (the model family's / checkpoint's normalisation).
   """
   crop_size: tuple[int, int] = (473, 473)
   base_size: int | None = 512
@@ -49,8 +47,7 @@ class InferenceSettings:
   stride_rate: float = 2.0 / 3.0
   window_batch: int = 2
   bucket: int = 64
-  mean: tuple[float, float, float] = IMAGENET_MEAN
-  std: tuple[float, float, float] = IMAGENET_STD
+  preprocessing: Preprocessing = Preprocessing()
 
 
 def scaled_size(h: int, w: int, scale: float, base_size: int | None) -> tuple[int, int]:
@@ -133,16 +130,14 @@ class SlidingWindowPredictor:
     return total + jnp.einsum("oh,pw,hwc->opc", mh, mw, mean)
 
   def normalise(self, image: np.ndarray) -> np.ndarray:
-    mean = np.asarray(self.settings.mean, np.float32) * 255
-    std = np.asarray(self.settings.std, np.float32) * 255
-    return (image.astype(np.float32) - mean) / std
+    return self.settings.preprocessing.normalize(image)
 
   def probabilities(self, image: np.ndarray, normalized: bool = False) -> jnp.ndarray:
     """Summed class probabilities over scales, (H_bucket, W_bucket, C) on device; the image's
     (H, W) is the top-left corner.
 
     image: RGB uint8 (or 0-255 float) HxWx3, or with `normalized=True` an image already
-    normalised with the settings' mean/std (resizing commutes with the per-channel affine
+    normalised with the settings' preprocessing (resizing commutes with the per-channel affine
     normalisation, and the padding value 0 is the mean pixel, so both give the same result).
     """
     s = self.settings

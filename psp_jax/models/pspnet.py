@@ -6,10 +6,13 @@ from typing import Any, Literal, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from psp_jax.constants import IMAGENET_MEAN, IMAGENET_STD
+from psp_jax.models.contract import ModelFamily, image_inputs
 from psp_jax.models.heads import SegHead
 from psp_jax.models.ops import resize_bilinear
 from psp_jax.models.ppm import PyramidPooling
 from psp_jax.models.resnet import BNConfig, ResNet
+from psp_jax.preprocessing import Preprocessing
 
 CONTEXT_MODULES = ("ppm", "none")
 
@@ -83,3 +86,12 @@ class PSPNet(nn.Module):
                            dtype=self.dtype, name="aux_head")(feats["layer3"], train)
       aux_logits = resize_bilinear(aux_logits, size, self.align_corners)
     return logits, aux_logits
+
+
+FAMILY = ModelFamily(
+    name="pspnet", module=PSPNet, task="segmentation",
+    example_inputs=image_inputs("in_channels", return_aux=True),
+    lr_modules=("backbone", "ppm", "head", "aux_head"),
+    preprocessing=Preprocessing(IMAGENET_MEAN, IMAGENET_STD, 255.0, "RGB"),
+    tiny=dict(num_classes=3, depth=18, stem="classic", width=8, bins=(1, 2), head_features=8,
+              aux_features=8))

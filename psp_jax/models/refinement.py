@@ -35,9 +35,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from psp_jax.constants import IMAGENET_MEAN, IMAGENET_STD
+from psp_jax.models.contract import ModelFamily
 from psp_jax.models.ops import resize_bilinear
 from psp_jax.models.ppm import PyramidPooling
 from psp_jax.models.resnet import BNConfig, ResNet
+from psp_jax.preprocessing import Preprocessing
 
 OUTPUT_KEYS = ("s8a", "s8b", "s8c", "s4b", "s4c", "s1")
 
@@ -226,3 +229,16 @@ class RefinementModule(nn.Module):
     out["s1"] = _conv(p, 1, 1, "final_21", dt).astype(jnp.float32)
     return out
 
+
+
+def _example_inputs(model: RefinementModule, size: int) -> tuple[tuple, dict]:
+  del model
+  size = -(-size // 8) * 8  # H, W multiples of 8
+  return (jnp.zeros((1, size, size, 3)), jnp.zeros((1, size, size, 1))), {}
+
+
+FAMILY = ModelFamily(
+    name="cascadepsp", module=RefinementModule, task="refinement", example_inputs=_example_inputs,
+    lr_modules=("feats", "psp", "up_1", "up_2", "up_3"),
+    preprocessing=Preprocessing(IMAGENET_MEAN, IMAGENET_STD, 255.0, "RGB"),
+    tiny=dict(depth=18, width=8))

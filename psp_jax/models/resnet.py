@@ -12,7 +12,10 @@ from typing import Any, Literal
 import flax.linen as nn
 import jax.numpy as jnp
 
+from psp_jax.constants import IMAGENET_MEAN, IMAGENET_STD
+from psp_jax.models.contract import ModelFamily, image_inputs
 from psp_jax.models.normalization import BatchNorm
+from psp_jax.preprocessing import Preprocessing
 
 # Blocks per stage and block type for each supported depth.
 RESNET_LAYOUTS: dict[int, tuple[str, tuple[int, int, int, int]]] = {
@@ -191,3 +194,9 @@ class ResNet(nn.Module):
         channels = planes * expansion
       feats[f"layer{stage}"] = y
     return feats
+
+
+# A backbone-only model: converted ImageNet weights meant for `train.init_checkpoint`.
+FAMILY = ModelFamily(name="resnet", module=ResNet, task="backbone", example_inputs=image_inputs(),
+                     preprocessing=Preprocessing(IMAGENET_MEAN, IMAGENET_STD, 255.0, "RGB"),
+                     tiny=dict(depth=18, stem="classic", width=8))

@@ -43,6 +43,7 @@ import jax
 import numpy as np
 
 from psp_jax import checkpoint as ckpt_lib
+from psp_jax.models import build
 from psp_jax.refine import cascade, masks
 
 
@@ -84,10 +85,11 @@ class Refiner:
                bucket: int | str | None = None, window_batch: int | None = None,
                local_mode: Literal["official", "pass3"] = "official"):
     meta = ckpt_lib.read_meta(checkpoint)
-    name = meta.get("model", {}).get("name")
-    if name != "cascadepsp":
-      raise ValueError(f"{checkpoint}: a {name!r} checkpoint cannot refine masks; Refiner needs a "
-                       "'cascadepsp' checkpoint (psp-jax convert --model cascadepsp ...)")
+    family = build.family_of(meta.get("model", {}))
+    if family.task != "refinement":
+      raise ValueError(f"{checkpoint}: a {family.name!r} checkpoint ({family.task}) cannot refine "
+                       "masks; Refiner needs a refinement checkpoint such as 'cascadepsp' "
+                       "(psp-jax convert --model cascadepsp ...)")
     model, variables = ckpt_lib.load(checkpoint, dtype=dtype)
     self.checkpoint = str(checkpoint)
     self.meta = meta

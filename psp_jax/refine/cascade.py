@@ -44,10 +44,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from psp_jax.constants import IMAGENET_MEAN, IMAGENET_STD
 from psp_jax.refine import resize, tiling
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 SKIP_LOW, SKIP_HIGH = 0.1, 0.9
 STAGES = ("global", "global+local", "local")
 LOCAL_MODES = ("official", "pass3")

@@ -25,6 +25,7 @@ from psp_jax.parallel import make_mesh
 from psp_jax.train.optim import make_optimizer
 from psp_jax.train.state import create_train_state
 from psp_jax.train.step import make_eval_step, make_train_step
+from psp_jax.preprocessing import Preprocessing
 
 flags.DEFINE_integer("steps", 120, "Training steps.")
 flags.DEFINE_integer("batch_size", 16, "Global batch size (divisible by the device count).")
@@ -34,12 +35,8 @@ flags.DEFINE_integer("devices", None, "Use the first N devices (default: all).")
 flags.DEFINE_integer("seed", 0, "Random seed (data and initialisation).")
 FLAGS = flags.FLAGS
 
-MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255
-STD = np.array([0.229, 0.224, 0.225], np.float32) * 255
-
-
 def normalise(images: np.ndarray) -> np.ndarray:
-  return (images.astype(np.float32) - MEAN) / STD
+  return Preprocessing().normalize(images)  # PSPNet's: ImageNet mean/std on 0-1 RGB
 
 
 def main(argv):

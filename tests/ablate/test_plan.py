@@ -91,11 +91,6 @@ def test_cli_errors_and_workdir_ownership(tmp_path, capsys):
     plan_lib.check_workdir(other, claim=True)
 
 
-def test_train_result_name_matches_psp_jax_train():
-  from psp_jax import experiment
-  assert plan_lib.TRAIN_RESULT == experiment.TRAIN_RESULT
-
-
 def test_ablate_help_lists_the_flags():
   out = subprocess.run([sys.executable, "-m", "psp_jax", "ablate", "--help"], capture_output=True,
                        text=True, check=True, timeout=120).stdout

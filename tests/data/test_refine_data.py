@@ -12,7 +12,7 @@ from psp_jax.data import refine_pipeline as R
 from psp_jax.data import transforms as T
 from psp_jax.data.builders import make_builder, open_dataset
 from psp_jax.data.builders.binary_masks import LayoutError
-from psp_jax.refine.perturb import mask_iou
+from psp_jax.data.perturb import mask_iou
 
 
 # --- fixtures in the layouts as distributed -------------------------------------------------------
@@ -278,7 +278,7 @@ def test_crop_flip_and_colour_steps():
   with pytest.raises(ValueError, match="unknown data.refine_augment fields"):
     R.RefineAugment.from_config({"hue": 0.1})
   mapper = R.RefineTrainMap(decode=None, foreground=np.zeros(256, np.uint8), aug=R.RefineAugment(),
-                            crop_size=(8, 8), mean=T.MEAN, std=T.STD, seed=0, records_per_epoch=1)
+                            crop_size=(8, 8), preprocessing=T.DEFAULT, seed=0, records_per_epoch=1)
   assert pickle.loads(pickle.dumps(mapper)).aug == mapper.aug  # worker processes get a copy
 
 

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from psp_jax.data import transforms as T
+from psp_jax.preprocessing import Preprocessing
 
 OFF = T.Augment(scale_min=1.0, scale_max=1.0, rotate_deg=0.0, rotate_prob=0.0, blur_prob=0.0, flip_prob=0.0)
 
@@ -101,5 +102,13 @@ def test_augment_config_switches():
 
 def test_normalize_matches_definition():
   x = np.array([[[255, 0, 128]]], np.uint8)
-  expected = (np.array([1.0, 0.0, 128 / 255]) - np.array(T.MEAN)) / np.array(T.STD)
-  np.testing.assert_allclose(T.normalize(x)[0, 0], expected, rtol=1e-5)
+  # ((x / 255) - ImageNet mean) / std, worked out by hand: (1 - 0.485) / 0.229, ...
+  np.testing.assert_allclose(T.normalize(x)[0, 0], [2.2489083, -2.0357143, 0.4264924], rtol=1e-5)
+  np.testing.assert_allclose(T.mean_pixel(), [123.675, 116.28, 103.53], rtol=1e-6)
+  # SegNet's raw BGR: channels reversed, no scaling; DeepLab's: a BGR mean subtracted
+  segnet = Preprocessing((0, 0, 0), (1, 1, 1), 1.0, "BGR")
+  np.testing.assert_array_equal(T.normalize(x, segnet)[0, 0], [128, 0, 255])
+  deeplab = Preprocessing((104.008, 116.669, 122.675), (1, 1, 1), 1.0, "BGR")
+  np.testing.assert_allclose(T.normalize(x, deeplab)[0, 0], [23.992, -116.669, 132.325], rtol=1e-5)
+  np.testing.assert_allclose(T.mean_pixel(deeplab), [122.675, 116.669, 104.008], rtol=1e-6)
+  np.testing.assert_allclose(T.normalize(T.mean_pixel(deeplab), deeplab), 0, atol=1e-4)

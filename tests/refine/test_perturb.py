@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from psp_jax.data import synthetic as S
-from psp_jax.refine.perturb import Perturbation, benchmark, mask_iou, perturb_mask
+from psp_jax.data.perturb import Perturbation, benchmark, mask_iou, perturb_mask
 
 OBJECTS = [S.SYNTHETIC_CLASSES.index(c) for c in ("boat", "car", "bird", "cow", "tree", "sign")]
 

@@ -34,12 +34,10 @@ from psp_jax import checkpoint as ckpt_lib  # noqa: E402
 from psp_jax.train import loop  # noqa: E402
 
 
-def install_hooks(hang_at: int, sigterm_at: int) -> None:
-  make = loop.make_train_step
+def step_hooks(hang_at: int, sigterm_at: int):
+  """A step_fn for train_and_evaluate: the real step, hanging before or signalling after one."""
 
-  def make_with_hooks(*args, **kwargs):
-    step_fn = make(*args, **kwargs)
-
+  def wrap(step_fn):
     def step(state, images, labels):
       n = int(jax.device_get(state.step)) + 1  # the step this call computes
       if n == hang_at:
@@ -50,8 +48,7 @@ def install_hooks(hang_at: int, sigterm_at: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
       return out
     return step
-
-  loop.make_train_step = make_with_hooks
+  return wrap
 
 
 def main() -> int:
@@ -72,9 +69,9 @@ def main() -> int:
     for p in parents:
       node = node[p]
     node[leaf] = ast.literal_eval(value)
-  install_hooks(hang_at, sigterm_at)
   result = loop.train_and_evaluate(
-      cfg, workdir, evaluate_fn=lambda *a: {"mIoU": 0.5, "mAcc": 0.5, "aAcc": 0.5})
+      cfg, workdir, evaluate_fn=lambda *a: {"mIoU": 0.5, "mAcc": 0.5, "aAcc": 0.5},
+      step_fn=step_hooks(hang_at, sigterm_at))
   variables, _ = ckpt_lib.load_variables(workdir)
   flat = traverse_util.flatten_dict(jax.device_get(variables), sep="/")
   np.savez(pathlib.Path(workdir) / "final_variables.npz", **flat)

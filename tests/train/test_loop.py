@@ -21,12 +21,12 @@ STEPS = 4
 
 def _abstract_state(cfg):
   """The abstract training state the config describes (no compilation)."""
-  from psp_jax.models.build import build_model
+  from psp_jax.models.build import build_model, family_of
   from psp_jax.checkpoint import init_variables
   model = build_model(cfg.model)
   variables = jax.eval_shape(lambda: init_variables(model, jax.random.key(0)))
   opt = make_optimizer(cfg.optim, variables["params"], cfg.train.steps,
-                       optional_modules=loop.OPTIONAL_MODULES)
+                       optional_modules=family_of(model).lr_modules)
   return jax.eval_shape(lambda v: create_train_state(v, opt.tx, jax.random.key(1)), variables)
 
 
@@ -137,11 +137,12 @@ def _acc(**kw):
 
 
 def test_health_checks_name_the_problem(tmp_path):
-  kw = dict(num_classes=11, ignore_label=255, checkpoint_dir=tmp_path, step=10)
+  kw = dict(labels_hint="neither in [0, 11) nor the ignore label 255", checkpoint_dir=tmp_path, step=10)
   loop.check_health(_acc(), last_good=8, **kw)
   with pytest.raises(loop.NonFiniteLossError, match=r"loss is nan .*at step 7.*last good checkpoint is step 6"):
     loop.check_health(_acc(bad_step=7, bad_loss=float("nan")), last_good=6, **kw)
-  with pytest.raises(loop.InvalidLabelsError, match=r"12 label pixels .* outside the classes"):
+  with pytest.raises(loop.InvalidLabelsError,
+                     match=r"12 label pixels .* outside the classes \(neither in \[0, 11\)"):
     loop.check_health(_acc(invalid=12), last_good=8, **kw)
 
 

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from psp_jax.constants import IMAGENET_MEAN, IMAGENET_STD
 from psp_jax.models.contract import ModelFamily, image_inputs
 from psp_jax.models.normalization import BatchNorm
+from psp_jax.models.pooling import max_pool
 from psp_jax.preprocessing import Preprocessing
 
 # Blocks per stage and block type for each supported depth.
@@ -56,12 +57,21 @@ def conv(features: int, kernel: int, *, stride: int = 1, dilation: int = 1, use_
                  param_dtype=jnp.float32, kernel_init=conv_init, name=name)
 
 
-def stage_dilations(output_stride: int, pattern: str, blocks: tuple[int, ...]
-                    ) -> list[tuple[int, list[int]]]:
+DILATION_PATTERNS = ("semseg", "cascade", "torchvision")
+BLOCK_LAYOUTS = ("torchvision", "msra")
+
+
+def stage_dilations(output_stride: int, pattern: str, blocks: tuple[int, ...],
+                    multi_grid: tuple[int, ...] = ()) -> list[tuple[int, list[int]]]:
   """(stride, per-block dilations) of layer1..layer4.
 
-  pattern 'semseg': every block of a dilated stage uses its dilation (hszhao/semseg).
+  pattern 'semseg': every block of a dilated stage uses its dilation (hszhao/semseg, and the
+    DeepLab v2/v3 ResNets: layer3 at 2, layer4 at 4 for output stride 8).
   pattern 'cascade': the first block of a dilated stage keeps dilation 1 (CascadePSP).
+  pattern 'torchvision': the first block of a dilated stage keeps the previous stage's
+    dilation (torchvision's `replace_stride_with_dilation`: layer4 at OS 8 is 2, 4, 4).
+  multi_grid (DeepLab v3): layer4's block i gets the stage's rate times multi_grid[i]
+    (OS 16: 2 * (1, 2, 4)); one factor per layer4 block, () for none.
   """
   if output_stride == 8:
     strides, dil = (1, 2, 1, 1), (1, 1, 2, 4)
@@ -71,14 +81,24 @@ def stage_dilations(output_stride: int, pattern: str, blocks: tuple[int, ...]
     strides, dil = (1, 2, 2, 2), (1, 1, 1, 1)
   else:
     raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
-  if pattern not in ("semseg", "cascade"):
-    raise ValueError(f"dilation_pattern must be 'semseg' or 'cascade', got {pattern!r}")
+  if pattern not in DILATION_PATTERNS:
+    raise ValueError(f"dilation_pattern must be one of {DILATION_PATTERNS}, got {pattern!r}")
+  multi_grid = tuple(int(m) for m in multi_grid)
+  if multi_grid and (len(multi_grid) != blocks[3] or min(multi_grid) < 1):
+    raise ValueError(f"multi_grid={multi_grid} needs one positive factor per layer4 block; this "
+                     f"depth has {blocks[3]} layer4 blocks")
   out = []
-  for stride, d, n in zip(strides, dil, blocks):
+  previous = 1
+  for stage, (stride, d, n) in enumerate(zip(strides, dil, blocks)):
     per_block = [d] * n
     if pattern == "cascade" and d > 1:
       per_block[0] = 1
+    elif pattern == "torchvision":
+      per_block[0] = previous
+    if stage == 3 and multi_grid:
+      per_block = [d * m for m in multi_grid]
     out.append((stride, per_block))
+    previous = d
   return out
 
 
@@ -104,19 +124,25 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
-  """1x1 -> 3x3 (stride, dilation) -> 1x1 (x4 channels), identity or projected shortcut."""
+  """1x1 -> 3x3 (dilation) -> 1x1 (x4 channels), identity or projected shortcut.
+
+  The stride sits on the 3x3 conv (torchvision, semseg) or, with stride_in_1x1, on the first
+  1x1 conv (the original MSRA/Caffe ResNet of DeepLab v2). Same parameters either way.
+  """
   planes: int
   stride: int = 1
   dilation: int = 1
   downsample: bool = False
+  stride_in_1x1: bool = False
   bn: BNConfig = BNConfig()
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool):
-    y = conv(self.planes, 1, dtype=self.dtype, name="conv1")(x)
+    s1, s3 = (self.stride, 1) if self.stride_in_1x1 else (1, self.stride)
+    y = conv(self.planes, 1, stride=s1, dtype=self.dtype, name="conv1")(x)
     y = nn.relu(self.bn.make("bn1", self.dtype)(y, train))
-    y = conv(self.planes, 3, stride=self.stride, dilation=self.dilation, dtype=self.dtype, name="conv2")(y)
+    y = conv(self.planes, 3, stride=s3, dilation=self.dilation, dtype=self.dtype, name="conv2")(y)
     y = nn.relu(self.bn.make("bn2", self.dtype)(y, train))
     y = conv(self.planes * 4, 1, dtype=self.dtype, name="conv3")(y)
     y = self.bn.make("bn3", self.dtype)(y, train)
@@ -134,9 +160,15 @@ class ResNet(nn.Module):
     stem: 'deep' (three 3x3 convs, 128 channels: semseg/PSPNet) or 'classic' (one 7x7 conv,
       64 channels: torchvision/CascadePSP).
     output_stride: 8, 16 or 32.
-    dilation_pattern: 'semseg' or 'cascade' (see `stage_dilations`).
+    dilation_pattern: 'semseg', 'cascade' or 'torchvision' (see `stage_dilations`).
     width: channels of layer1's 3x3 convs (64 in every published model); the stem and all
       stages scale with it. Small widths make fast tests and CPU experiments.
+    layout: where the blocks stride and how the stem pools. 'torchvision' (semseg, CascadePSP,
+      torchvision, DeepLab v3): stride on the bottleneck's 3x3 conv, stem max pool 3x3/2 pad 1
+      with floor rounding. 'msra' (the original Caffe ResNet of DeepLab v2): stride on the
+      first 1x1 conv and the stem pool with ceil rounding (321 -> 161 -> 81 -> 41).
+      Parameters are identical; bottleneck depths only.
+    multi_grid: DeepLab v3's per-block factors of layer4's rate, e.g. (1, 2, 4); () = none.
     bn: BatchNorm behaviour. dtype: compute dtype (params stay float32).
 
   Returns a dict of NHWC features: 'stem_conv' (first conv output before its BN, /2),
@@ -145,8 +177,10 @@ class ResNet(nn.Module):
   depth: int = 50
   stem: Literal["deep", "classic"] = "deep"
   output_stride: int = 8
-  dilation_pattern: Literal["semseg", "cascade"] = "semseg"
+  dilation_pattern: Literal["semseg", "cascade", "torchvision"] = "semseg"
   width: int = 64
+  layout: Literal["torchvision", "msra"] = "torchvision"
+  multi_grid: tuple[int, ...] = ()
   bn: BNConfig = BNConfig()
   dtype: Any = jnp.float32
 
@@ -162,7 +196,13 @@ class ResNet(nn.Module):
       raise ValueError(f"ResNet width must be >= 1, got {self.width}")
     w = self.width
     block_type, blocks = RESNET_LAYOUTS[self.depth]
+    if self.layout not in BLOCK_LAYOUTS:
+      raise ValueError(f"ResNet layout must be one of {BLOCK_LAYOUTS}, got {self.layout!r}")
+    if self.layout == "msra" and block_type != "bottleneck":
+      raise ValueError(f"ResNet layout='msra' needs a bottleneck depth (50, 101, 152, 269), "
+                       f"got depth={self.depth}")
     block_cls = Bottleneck if block_type == "bottleneck" else BasicBlock
+    block_kw = {"stride_in_1x1": True} if self.layout == "msra" else {}
     expansion = EXPANSION[block_type]
     x = x.astype(self.dtype)
     feats = {}
@@ -180,17 +220,21 @@ class ResNet(nn.Module):
       feats["stem_conv"] = y
       y = nn.relu(self.bn.make("bn1", self.dtype)(y, train))
       channels = w
-    y = nn.max_pool(y, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    if self.layout == "msra":
+      y = max_pool(y, 3, 2, padding=1, ceil=True)
+    else:
+      y = nn.max_pool(y, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     feats["stem"] = y
 
     stage_planes = [p * w // 64 for p in STAGE_PLANES]
     for stage, (planes, (stride, dilations)) in enumerate(
-        zip(stage_planes, stage_dilations(self.output_stride, self.dilation_pattern, blocks)), start=1):
+        zip(stage_planes, stage_dilations(self.output_stride, self.dilation_pattern, blocks,
+                                          tuple(self.multi_grid))), start=1):
       for i, dilation in enumerate(dilations):
         s = stride if i == 0 else 1
         needs_proj = i == 0 and (s != 1 or channels != planes * expansion)
         y = block_cls(planes, stride=s, dilation=dilation, downsample=needs_proj, bn=self.bn,
-                      dtype=self.dtype, name=f"layer{stage}_{i}")(y, train)
+                      dtype=self.dtype, name=f"layer{stage}_{i}", **block_kw)(y, train)
         channels = planes * expansion
       feats[f"layer{stage}"] = y
     return feats

@@ -173,7 +173,8 @@ def test_deepbase_resnet_backbone_checkpoint_and_init(tmp_path):
   ckpt = _convert(tmp_path, pth, "resnet-deepbase")
   meta = checkpoint.read_meta(ckpt)
   assert meta["model"] == {"name": "resnet", "depth": 50, "stem": "deep", "output_stride": 8,
-                           "dilation_pattern": "semseg", "width": 8, "dtype": "float32"}
+                           "dilation_pattern": "semseg", "width": 8, "layout": "torchvision",
+                           "multi_grid": [], "dtype": "float32"}
   x = torch.randn(1, 3, 45, 37, generator=torch.Generator().manual_seed(0))
   with torch.no_grad():
     ref = nhwc(net(x))

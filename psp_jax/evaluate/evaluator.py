@@ -64,10 +64,18 @@ def evaluate_images(predictor: SlidingWindowPredictor, samples, num_classes: int
   return _sum_over_hosts(np.asarray(cm))
 
 
+def local_image_count(max_images: int, process_index: int, process_count: int) -> int | None:
+  """How many of the split's first `max_images` records process `process_index` of
+  `process_count` evaluates: it reads records p, p + P, p + 2P, ... (None: no limit)."""
+  if not max_images:
+    return None
+  return len(range(process_index, max_images, process_count))
+
+
 def _eval_samples(data_cfg, split: str, max_images: int | None):
-  """(image, label) pairs of this process's share of the split, cut to max_images overall."""
+  """(image, label) pairs of this process's share of the split's first max_images records."""
   from psp_jax.data import eval_iterator  # pylint: disable=import-outside-toplevel
-  limit = None if not max_images else math.ceil(max_images / jax.process_count())
+  limit = local_image_count(max_images or 0, jax.process_index(), jax.process_count())
   seen = 0
   for batch in eval_iterator(data_cfg, split):
     for i in range(len(batch["valid"])):
@@ -95,11 +103,18 @@ def evaluate_split(model: nn.Module, variables: Any, config, *, workdir: str | N
   forward = lambda v, x: model.apply(v, x, train=False)  # noqa: E731
   predictor = SlidingWindowPredictor(forward, variables, num_classes, settings)
   max_images = int(config.eval.get("max_images", 0) or 0)
+  if max_images < 0:
+    raise ValueError(f"eval.max_images={max_images}: must be >= 0 (0 evaluates the whole split)")
   n = len(dataset.sources[split])
   total = min(n, max_images) if max_images else n
   start = time.time()
   cm = evaluate_images(predictor, _eval_samples(config.data, split, max_images), num_classes,
-                       total=math.ceil(total / jax.process_count()), progress=progress)
+                       total=local_image_count(total, jax.process_index(), jax.process_count()),
+                       progress=progress)
+  if not cm.any():
+    raise ValueError(f"evaluating split {split!r} ({total} images, eval.max_images={max_images}) "
+                     "counted no labelled pixel: every label is the ignore label, so the confusion "
+                     "matrix is empty and there are no metrics")
   metrics = segmentation_metrics(cm, names)
   protocol = predictor.describe()
   if max_images and max_images < n:

@@ -1,18 +1,19 @@
-"""Split-level metrics: hand-computed confusion matrices, absent classes, full-split evaluation."""
+"""Split-level metrics: hand-computed confusion matrices, absent classes, full-split evaluation\nagainst a direct computation, max_images, the empty matrix."""
 import json
 import math
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
+from PIL import Image
 
 from configs import data as data_configs
-from psp_jax.evaluate.evaluator import evaluate_split, metrics_markdown
-from psp_jax.evaluate.inference import InferenceSettings, SlidingWindowPredictor
+from psp_jax.data import eval_iterator
+from psp_jax.evaluate.evaluator import evaluate_split, local_image_count, metrics_markdown
 from psp_jax.evaluate.metrics import confusion_matrix, segmentation_metrics
-from psp_jax.models import PSPNet
 
 
 def test_confusion_matrix_ignores_255_and_counts_rows_as_labels():
@@ -45,52 +46,100 @@ def test_metrics_from_a_hand_computed_confusion_matrix():
   assert "| a | 55.56 | 71.43 | 7 |" in md and "excluded from the means): d" in md
 
 
+class PerPixel(nn.Module):
+  """A per-pixel linear classifier: sliding windows, their overlaps and flips cannot change its
+  output, so the evaluation must equal argmax(x @ W + b) pixel by pixel."""
+  num_classes: int
+
+  @nn.compact
+  def __call__(self, x, train=False):
+    del train
+    return nn.Dense(self.num_classes)(x)
+
+
+def _config(data_cfg, max_images=0):
+  return ml_collections.ConfigDict(dict(
+      data=data_cfg, eval=dict(split="validation", crop_size=(25, 25), base_size=None, scales=(1.0,),
+                               flip=True, stride_rate=2 / 3, window_batch=2, max_images=max_images)))
+
+
 @pytest.fixture(scope="module")
 def tiny_setup(tmp_path_factory):
   data_cfg = data_configs.synthetic()
   data_cfg.data_dir = str(tmp_path_factory.mktemp("tfds"))
   data_cfg.synthetic = dict(num_train=4, num_val=5, size=(29, 37), seed=0, options={})
   data_cfg.eval_pad_size = (29, 37)
-  cfg = ml_collections.ConfigDict(dict(
-      data=data_cfg, eval=dict(split="validation", crop_size=(25, 25), base_size=None, scales=(1.0,),
-                               flip=True, stride_rate=2 / 3, window_batch=2, max_images=0)))
-  model = PSPNet(11, depth=18, width=8, head_features=16, aux_features=8, bins=(1, 2))
-  variables = jax.jit(lambda: model.init(jax.random.key(0), jnp.zeros((1, 25, 25, 3))))()
-  return cfg, model, variables
+  model = PerPixel(11)
+  variables = model.init(jax.random.key(0), jnp.zeros((1, 1, 1, 3)))
+  return _config(data_cfg), model, variables
 
 
-def test_evaluate_split_equals_per_image_predictions(tiny_setup, tmp_path):
-  cfg, model, variables = tiny_setup
-  metrics = evaluate_split(model, variables, cfg, workdir=str(tmp_path), step=7, progress=False)
-  from psp_jax.data import open_dataset
-  # Recompute independently: the same predictor on the decoded validation records.
-  settings = InferenceSettings(crop_size=(25, 25), base_size=None, flip=True, window_batch=2)
-  predictor = SlidingWindowPredictor(lambda v, x: model.apply(v, x, train=False), variables, 11,
-                                     settings)
-  source = open_dataset(cfg.data).sources["validation"]
-  from psp_jax.data import eval_iterator
-  expected = np.zeros((11, 11), np.int64)
-  count = 0
+def _direct_confusion(cfg, variables, count):
+  """The confusion matrix of the first `count` validation images, straight from the weights."""
+  dense = variables["params"]["Dense_0"]
+  w, b = np.asarray(dense["kernel"], np.float64), np.asarray(dense["bias"], np.float64)
+  cm = np.zeros((11, 11), np.int64)
+  seen = 0
   for batch in eval_iterator(cfg.data, "validation"):
     for i in np.flatnonzero(batch["valid"]):
-      h, w = int(batch["height"][i]), int(batch["width"][i])
-      pred = predictor.predict(batch["image"][i, :h, :w], normalized=True)
-      label = batch["label"][i, :h, :w]
+      if seen == count:
+        return cm, seen
+      h, w_ = int(batch["height"][i]), int(batch["width"][i])
+      pred = np.argmax(batch["image"][i, :h, :w_].astype(np.float64) @ w + b, axis=-1)
+      label = batch["label"][i, :h, :w_]
       keep = label != 255
-      np.add.at(expected, (label[keep], pred[keep]), 1)
-      count += 1
-  assert count == len(source) == metrics["images"] == 5
+      np.add.at(cm, (label[keep], pred[keep]), 1)
+      seen += 1
+  return cm, seen
+
+
+def test_evaluate_split_equals_a_direct_computation(tiny_setup, tmp_path):
+  cfg, model, variables = tiny_setup
+  metrics = evaluate_split(model, variables, cfg, workdir=str(tmp_path), step=7, progress=False)
+  expected, count = _direct_confusion(cfg, variables, count=None)
+  assert count == metrics["images"] == 5
+  assert expected.sum() > 0.9 * 5 * 29 * 37  # nearly every pixel labelled
   np.testing.assert_array_equal(np.asarray(metrics["confusion_matrix"]), expected)
+  assert metrics["mIoU"] == pytest.approx(segmentation_metrics(expected)["mIoU"])
   report = json.loads((tmp_path / "eval" / "validation_step7.json").read_text())
   assert report["mIoU"] == pytest.approx(metrics["mIoU"])
   assert (tmp_path / "eval" / "validation_step7.md").read_text().startswith("# Evaluation")
-  assert "flip on" in metrics["protocol"]
+  assert "flip on" in metrics["protocol"] and "SUBSET" not in metrics["protocol"]
 
 
-def test_max_images_is_labelled_as_a_subset(tiny_setup):
+def test_max_images_evaluates_exactly_the_first_images(tiny_setup):
   cfg, model, variables = tiny_setup
-  cfg = ml_collections.ConfigDict(cfg.to_dict())
-  cfg.eval.max_images = 2
-  metrics = evaluate_split(model, variables, cfg, progress=False)
-  assert metrics["images"] == 2 and "SUBSET" in metrics["protocol"]
-  assert np.asarray(metrics["confusion_matrix"]).sum() <= 2 * 29 * 37
+  metrics = evaluate_split(model, variables, _config(cfg.data, max_images=2), progress=False)
+  expected, count = _direct_confusion(cfg, variables, count=2)
+  assert metrics["images"] == count == 2
+  assert "SUBSET: first 2 of 5 images" in metrics["protocol"]
+  np.testing.assert_array_equal(np.asarray(metrics["confusion_matrix"]), expected)
+  with pytest.raises(ValueError, match=r"eval.max_images=-1: must be >= 0"):
+    evaluate_split(model, variables, _config(cfg.data, max_images=-1), progress=False)
+
+
+def test_each_process_takes_its_share_of_the_first_images():
+  # process p reads records p, p + P, ...: of the first 5 records, 0, 2, 4 and 1, 3
+  assert [local_image_count(5, p, 2) for p in range(2)] == [3, 2]
+  assert [local_image_count(2, p, 4) for p in range(4)] == [1, 1, 0, 0]
+  assert local_image_count(0, 0, 2) is None  # 0: no limit
+  for m in range(1, 12):
+    assert sum(local_image_count(m, p, 3) for p in range(3)) == m
+
+
+def test_an_evaluation_without_labelled_pixels_is_an_error(tmp_path):
+  """Labels that are all 'ignore' give an empty confusion matrix: no metrics, an error."""
+  for split in ("train", "val"):
+    for i in range(2):
+      for kind, array in (("images", np.full((12, 16, 3), 90 + i, np.uint8)),
+                          ("masks", np.full((12, 16), 255, np.uint8))):
+        (tmp_path / "f" / kind / split).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(array).save(tmp_path / "f" / kind / split / f"img{i}.png")
+  data_cfg = data_configs.folder()
+  data_cfg.update(manual_dir=str(tmp_path / "f"), data_dir=str(tmp_path / "tfds"), num_classes=2,
+                  class_names=["a", "b"], label_map={0: 0, 255: 255}, worker_count=0)
+  model = PerPixel(2)
+  variables = model.init(jax.random.key(0), jnp.zeros((1, 1, 1, 3)))
+  with pytest.raises(ValueError, match=r"split 'validation' \(2 images, eval.max_images=0\) counted "
+                                       r"no labelled pixel"):
+    evaluate_split(model, variables, _config(data_cfg), progress=False)

@@ -1,10 +1,10 @@
-"""Adaptive pooling and bilinear resize against hand-computed values (PyTorch semantics)."""
+"""Adaptive pooling and bilinear resize against hand-computed values and, where PyTorch is
+installed, against F.interpolate (PyTorch semantics)."""
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from psp_jax.models.ops import (adaptive_pool, adaptive_pool_cells, linear_interpolation_matrix,
-                                resize_bilinear)
+from psp_jax.models.ops import adaptive_pool, adaptive_pool_cells, resize_bilinear
 
 
 def test_adaptive_pool_cells_overlap_like_pytorch():
@@ -55,18 +55,38 @@ def test_resize_align_corners_false_hand_computed():
   np.testing.assert_allclose(y, [1.0, 52.0])
 
 
-def test_resize_is_separable_2d_and_identity_when_same_size():
-  rng = np.random.default_rng(0)
-  x = rng.normal(size=(2, 5, 7, 3)).astype(np.float32)
-  y = np.asarray(resize_bilinear(jnp.asarray(x), (9, 4), align_corners=True))
-  mh = linear_interpolation_matrix(5, 9, True)
-  mw = linear_interpolation_matrix(7, 4, True)
-  np.testing.assert_allclose(y, np.einsum("oh,pw,nhwc->nopc", mh, mw, x), rtol=1e-5, atol=1e-6)
-  assert resize_bilinear(jnp.asarray(x), (5, 7), True) is not None
-  np.testing.assert_array_equal(np.asarray(resize_bilinear(jnp.asarray(x), (5, 7), False)), x)
-  # Rows of an interpolation matrix sum to one (a constant image stays constant).
+def test_resize_2d_hand_computed():
+  # f(y, x) = 20 y + 10 x is linear, so bilinear interpolation gives 20 src_y + 10 src_x exactly.
+  x = jnp.asarray([[0.0, 10.0], [20.0, 30.0]]).reshape(1, 2, 2, 1)
+  y = np.asarray(resize_bilinear(x, (3, 3), align_corners=True))[0, :, :, 0]
+  np.testing.assert_allclose(y, [[0, 5, 10], [10, 15, 20], [20, 25, 30]])
+  # Half-pixel 2 -> 4 on both axes: src = 0 (clamped), .25, .75, 1 (clamped).
+  y = np.asarray(resize_bilinear(x, (4, 4), align_corners=False))[0, :, :, 0]
+  np.testing.assert_allclose(y, [[0.0, 2.5, 7.5, 10.0], [5.0, 7.5, 12.5, 15.0],
+                                 [15.0, 17.5, 22.5, 25.0], [20.0, 22.5, 27.5, 30.0]])
+  # 2 x 2 -> 1 x 3 with align_corners: the one row sits on row 0.
+  y = np.asarray(resize_bilinear(x, (1, 3), align_corners=True))[0, :, :, 0]
+  np.testing.assert_allclose(y, [[0.0, 5.0, 10.0]])
+
+
+def test_same_size_is_the_identity_and_a_constant_stays_constant():
+  x = np.random.default_rng(0).normal(size=(2, 5, 7, 3)).astype(np.float32)
   for ac in (True, False):
-    np.testing.assert_allclose(linear_interpolation_matrix(13, 97, ac).sum(1), 1.0, rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(resize_bilinear(jnp.asarray(x), (5, 7), ac)), x)
+    const = resize_bilinear(jnp.full((1, 13, 6, 2), 3.5, jnp.float32), (97, 4), ac)
+    np.testing.assert_allclose(np.asarray(const), 3.5, rtol=1e-6)
+
+
+@pytest.mark.parametrize("align_corners", [True, False])
+@pytest.mark.parametrize("size", [(9, 4), (3, 11), (1, 3)])
+def test_resize_matches_torch_interpolate(align_corners, size):
+  torch = pytest.importorskip("torch", reason="PyTorch (the optional convert extra) is the "
+                                              "reference for F.interpolate")
+  x = np.random.default_rng(1).normal(size=(2, 5, 7, 3)).astype(np.float32)
+  ref = torch.nn.functional.interpolate(torch.from_numpy(x.transpose(0, 3, 1, 2)), size=size,
+                                        mode="bilinear", align_corners=align_corners)
+  y = np.asarray(resize_bilinear(jnp.asarray(x), size, align_corners))
+  np.testing.assert_allclose(y, ref.numpy().transpose(0, 2, 3, 1), rtol=1e-5, atol=1e-6)
 
 
 def test_resize_rejects_wrong_rank():

@@ -1,4 +1,5 @@
 """Sliding-window / flip / multi-scale inference: window placement, coverage, exactness."""
+import cv2
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -39,15 +40,25 @@ def test_windows_cover_every_pixel_exactly(size, flip):
   np.testing.assert_array_equal(predictor.predict(image), np.argmax(expected, -1))
 
 
-def test_scales_sum_probabilities():
-  predictor, _ = _per_pixel_predictor(crop_size=(24, 24), base_size=None, scales=(1.0, 1.0))
-  single, _ = _per_pixel_predictor(crop_size=(24, 24), base_size=None)
+def test_scales_sum_the_per_scale_probabilities():
+  """Per scale: the image resized (bilinear, half-pixel), the per-pixel softmax, resized back
+  to the image; the prediction is their sum. Recomputed here with NumPy and OpenCV."""
+  scales = {0.5: (15, 20), 1.0: (30, 41), 1.5: (45, 62)}  # round(30 s), round(41 s)
+  predictor, weights = _per_pixel_predictor(crop_size=(24, 24), base_size=None,
+                                            scales=tuple(scales))
   image = np.random.default_rng(2).integers(0, 256, size=(30, 41, 3)).astype(np.uint8)
-  np.testing.assert_allclose(np.asarray(predictor.probabilities(image)),
-                             2 * np.asarray(single.probabilities(image)), rtol=1e-5, atol=1e-6)
-  multi, _ = _per_pixel_predictor(crop_size=(24, 24), base_size=None, scales=(0.5, 1.0, 1.5))
-  total = np.asarray(multi.probabilities(image))[:30, :41]
-  np.testing.assert_allclose(total.sum(-1), 3.0, rtol=1e-4)
+  mean = np.array([0.485, 0.456, 0.406]) * 255
+  std = np.array([0.229, 0.224, 0.225]) * 255
+  total = np.zeros((30, 41, 4))
+  for (h, w) in scales.values():
+    scaled = cv2.resize(image.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    logits = ((scaled - mean) / std) @ np.asarray(weights, np.float64)
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    total += cv2.resize(probs.astype(np.float32), (41, 30), interpolation=cv2.INTER_LINEAR)
+  got = np.asarray(predictor.probabilities(image))
+  np.testing.assert_allclose(got[:30, :41], total, rtol=1e-4, atol=1e-5)
+  assert np.all(got[30:] == 0) and np.all(got[:, 41:] == 0)
 
 
 def test_image_smaller_than_crop_equals_direct_forward_of_padded_image():

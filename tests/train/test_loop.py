@@ -2,6 +2,7 @@
 restoring on other device counts, mismatched checkpoints, the health checks."""
 import json
 import shutil
+import signal
 
 import jax
 import numpy as np
@@ -14,6 +15,7 @@ from psp_jax.train import loop
 from psp_jax.train.checkpointing import CheckpointMismatchError, TrainCheckpointer
 from psp_jax.train.logging_utils import read_events
 from psp_jax.train.optim import make_optimizer
+from psp_jax.train.preemption import Preempted, PreemptionWatcher
 from psp_jax.train.state import create_train_state
 
 STEPS = 4
@@ -146,6 +148,17 @@ def test_health_checks_name_the_problem(tmp_path):
     loop.check_health(_acc(invalid=12), last_good=8, **kw)
 
 
-def test_preempted_exit_status_and_single_host_distributed_noop(run):
-  assert loop.Preempted(3, "x").code == loop.PREEMPTED_EXIT_CODE == 143
-  assert loop.maybe_initialize_distributed(run["cfg"]) is False
+def test_sigterm_sets_the_preemption_flag_and_preempted_exits_143(tmp_path):
+  previous = signal.getsignal(signal.SIGTERM)
+  watcher = PreemptionWatcher()
+  try:
+    assert not watcher.reached(0)
+    signal.raise_signal(signal.SIGTERM)  # handled: a flag, the process keeps running
+    assert watcher.reached(1)
+  finally:
+    watcher.close()
+  assert signal.getsignal(signal.SIGTERM) is previous
+  with pytest.raises(SystemExit) as e:
+    raise Preempted(5, "saved a checkpoint at step 5")
+  assert e.value.code == 143 and str(e.value) == "saved a checkpoint at step 5"
+  assert loop.maybe_initialize_distributed(tiny_config(str(tmp_path))) is False  # one host

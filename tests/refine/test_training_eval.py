@@ -1,12 +1,11 @@
 """Refinement evaluation (before/after IoU and mBA) on hand-made examples."""
-import math
-
 import ml_collections
 import numpy as np
 import pytest
 
 from psp_jax.evaluate import boundary
 from psp_jax.models.refinement import RefinementModule
+from psp_jax.refine.api import Refiner
 from psp_jax.tasks import refinement as training
 from refine_fixtures import WIDTH, tiny_variables
 
@@ -45,17 +44,30 @@ def test_input_metrics_are_pooled_iou_and_per_image_mba():
 
 
 @pytest.mark.parametrize("stages", ["global", "global_local"])
-def test_refined_metrics_come_from_the_cascade(stages, tmp_path):
+def test_refined_metrics_come_from_the_cascade(stages, tiny_ckpt, tmp_path):
+  """The refined masks are the Refiner's (same weights, padding and windows); IoU is pooled
+  over the images (sum of intersections / sum of unions), mBA the mean of per-image values."""
+  examples = _examples(2, size=96)
   m = training.evaluate_refinement_variables(
       RefinementModule(width=WIDTH), tiny_variables(), _config(stages=stages, L=72),
-      examples=_examples(2, size=96), progress=False, workdir=str(tmp_path), step=7)
+      examples=examples, progress=False, workdir=str(tmp_path), step=7)
   assert m["stages"] == ("global" if stages == "global" else "global+local")
-  assert m["not_refined"] == 0
-  for k in training.EVAL_METRICS:
-    assert not math.isnan(m[k]), k
-  assert m["IoU"] != m["IoU_input"]  # random weights do change the mask
+  assert m["not_refined"] == 0 and m["num_images"] == 2
+  refiner = Refiner(tiny_ckpt, bucket=8, window_batch=1)
+  refined = [refiner.refine(image, coarse * 255, L=72, stages=m["stages"]) > 127
+             for _, image, _, coarse in examples]
+  gts = [g > 0 for _, _, g, _ in examples]
+  assert any(not np.array_equal(r, c > 0) for r, (_, _, _, c) in zip(refined, examples))
+  inter = sum(int((r & g).sum()) for r, g in zip(refined, gts))
+  union = sum(int((r | g).sum()) for r, g in zip(refined, gts))
+  assert m["IoU"] == pytest.approx(inter / union, rel=1e-12)
+  assert m["mBA"] == pytest.approx(np.mean([boundary.boundary_accuracy(r, g)
+                                            for r, g in zip(refined, gts)]), rel=1e-12)
+  assert m["IoU_gain"] == pytest.approx(m["IoU"] - m["IoU_input"])
+  assert m["mBA_gain"] == pytest.approx(m["mBA"] - m["mBA_input"])
   report = (tmp_path / "eval" / "refine_validation_step7.md").read_text()
-  assert "| refined |" in report and (tmp_path / "eval" / "refine_validation_step7.json").exists()
+  assert f"| refined | {100 * m['IoU']:.2f} | {100 * m['mBA']:.2f} |" in report
+  assert (tmp_path / "eval" / "refine_validation_step7.json").exists()
 
 
 def test_bad_stage_is_named():

@@ -13,6 +13,7 @@ from PIL import Image
 from refine_fixtures import blob_sample
 
 from psp_jax import main
+from psp_jax.evaluate import boundary
 
 FAST = ["--fast", "--L", "96", "--bucket", "64"]  # shapes the session's refiner compiled already
 
@@ -45,6 +46,7 @@ def test_one_image(tiny_ckpt, tmp_path, capsys, h, w):
 
 
 def test_folders_with_ground_truth_report(tiny_ckpt, tmp_path, capsys):
+  truth = {}  # image name -> (input mask, ground truth), as booleans
   for i, (h, w) in enumerate([(150, 230), (140, 220)]):
     image, mask = blob_sample(h, w, seed=i)
     _write(tmp_path / "im", f"s{i}.png", image)
@@ -52,6 +54,7 @@ def test_folders_with_ground_truth_report(tiny_ckpt, tmp_path, capsys):
     gt = np.zeros((h, w), np.uint8)
     gt[h // 4:3 * h // 4, w // 4:3 * w // 4] = 255
     _write(tmp_path / "gt", f"s{i}.png", gt)
+    truth[f"s{i}.png"] = (mask > 127, gt > 127)
   report = tmp_path / "report.json"
   code = main.run(["refine", "--checkpoint", tiny_ckpt, "--image", str(tmp_path / "im"),
                    "--mask", str(tmp_path / "mask"), "--gt", str(tmp_path / "gt"),
@@ -61,9 +64,22 @@ def test_folders_with_ground_truth_report(tiny_ckpt, tmp_path, capsys):
   assert "IoU" in out and "mBA" in out and "mean over 2 image(s)" in out
   data = json.loads(report.read_text())
   assert [r["image"] for r in data["images"]] == ["s0.png", "s1.png"]
-  for row in data["images"]:
-    assert 0 <= row["iou_before"] <= 1 and 0 <= row["mba_after"] <= 1
   assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["s0.png", "s1.png"]
+  iou = lambda a, b: (a & b).sum() / (a | b).sum()  # noqa: E731
+  for row in data["images"]:
+    before, gt = truth[row["image"]]
+    after = np.asarray(Image.open(tmp_path / "out" / row["image"])) > 127  # the written mask
+    assert 0.3 < iou(before, gt) < 0.9  # a coarse input, neither empty nor the ground truth
+    assert row["iou_before"] == pytest.approx(iou(before, gt), rel=1e-12)
+    assert row["iou_after"] == pytest.approx(iou(after, gt), rel=1e-12)
+    assert row["mba_before"] == pytest.approx(boundary.boundary_accuracy(before, gt), rel=1e-12)
+    assert row["mba_after"] == pytest.approx(boundary.boundary_accuracy(after, gt), rel=1e-12)
+    assert f"IoU {row['iou_before']:.4f} -> {row['iou_after']:.4f}" in out
+  mean = {k: float(np.mean([r[k] for r in data["images"]]))
+          for k in ("iou_before", "iou_after", "mba_before", "mba_after")}
+  assert data["mean"] == pytest.approx(mean, rel=1e-12)
+  assert (f"mean over 2 image(s): IoU {mean['iou_before']:.4f} -> {mean['iou_after']:.4f}, "
+          f"mBA {mean['mba_before']:.4f} -> {mean['mba_after']:.4f}") in out
   assert np.asarray(Image.open(tmp_path / "out" / "s1.png")).shape == (140, 220)
 
 

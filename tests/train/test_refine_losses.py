@@ -51,18 +51,31 @@ def test_perfect_prediction_has_near_zero_l1l2_and_grad():
 
 
 def test_gradient_term_sees_boundaries_only():
-  """A prediction with the right region but blurred edge pays only through the gradient term
-  (and L1/L2 a little); shifting the edge raises the gradient loss."""
+  """A prediction with the right region but a blurred edge pays mostly through the gradient
+  term (L1/L2 a little); shifting the edge raises the gradient loss further."""
   gt = np.zeros((1, 32, 32), np.float32)
   gt[:, :, :16] = 1
-  shifted = np.zeros_like(gt)
-  shifted[:, :, :12] = 1
-  g_same = rl.gradient_magnitude(jnp.asarray(gt)[..., None])
-  g_shift = rl.gradient_magnitude(jnp.asarray(shifted)[..., None])
-  assert float(jnp.abs(g_same - g_shift).sum()) > 1.0
+  cols = np.broadcast_to(np.arange(32, dtype=np.float32), gt.shape)
+  logits = {"sharp": np.where(gt > 0, 8.0, -8.0), "blurred": (15.5 - cols) * 0.5,
+            "shifted": np.where(cols < 12, 8.0, -8.0)}
+  assert np.array_equal(logits["blurred"] > 0, gt > 0)  # the same region as the ground truth
+  loss = {}
+  for name, z in logits.items():
+    out = jnp.asarray(z, jnp.float32)[..., None]
+    sums, count = rl.refinement_loss_sums({k: out for k in rl.OUTPUTS}, jnp.asarray(gt))
+    loss[name] = {k: float(sums[k]) / float(count) for k in ("grad", "l1l2/s1")}
+  assert loss["sharp"]["grad"] < 1e-3 and loss["sharp"]["l1l2/s1"] < 1e-3
+  assert loss["blurred"]["grad"] > 100 * loss["sharp"]["grad"]
+  assert loss["blurred"]["grad"] > 2 * loss["blurred"]["l1l2/s1"]
+  assert loss["shifted"]["grad"] > 1.5 * loss["blurred"]["grad"]
+  # the term is 5 x the mean |G(p) - G(gt)| of the docstring (NumPy/SciPy restatement)
+  p = 1 / (1 + np.exp(-logits["blurred"][0].astype(np.float64)))
+  expected = 5 * np.abs(_np_grad_mag(p) - _np_grad_mag(gt[0].astype(np.float64))).mean()
+  assert loss["blurred"]["grad"] == pytest.approx(expected, rel=1e-5)
   # the magnitude is ~0.01 (sqrt 1e-4) in flat regions and large at the edge
-  assert float(g_same[0, 16, 2, 0]) == pytest.approx(0.01, rel=1e-3)
-  assert float(g_same[0, 16, 15, 0]) > 0.2
+  g = rl.gradient_magnitude(jnp.asarray(gt)[..., None])
+  assert float(g[0, 16, 2, 0]) == pytest.approx(0.01, rel=1e-3)
+  assert float(g[0, 16, 15, 0]) > 0.2
 
 
 def test_weights_are_configurable_and_checked():

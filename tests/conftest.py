@@ -17,12 +17,35 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
   sys.path.insert(0, str(ROOT))
 
-SHARED_DATA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared"
+SHARED_DATA = SHARED / "data"
 
 
-@pytest.fixture
+def under_ci() -> bool:
+  """Whether this is a CI run (env CI set, as CI services and .ci/run do)."""
+  return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def require_shared(relative: str, what: str) -> pathlib.Path:
+  """../shared/<relative> beside the project root. Missing: under CI, which runs beside
+  ../shared, a failure (the tests must not vanish); elsewhere a skip that says why."""
+  path = SHARED / relative
+  if path.exists():
+    return path
+  message = f"{what} not found at {path}"
+  if under_ci():
+    pytest.fail(f"{message}: CI={os.environ['CI']} runs beside ../shared, so it must be there",
+                pytrace=False)
+  pytest.skip(f"{message} (only beside the dev checkout; under CI this fails)")
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> pathlib.Path:
-  """../shared/data beside the project root; skips (with the reason) when a clone lacks it."""
-  if not SHARED_DATA.is_dir():
-    pytest.skip(f"shared data folder not found at {SHARED_DATA} (only present beside the dev checkout)")
-  return SHARED_DATA
+  """../shared/data beside the project root (see require_shared)."""
+  return require_shared("data", "shared data folder")
+
+
+@pytest.fixture(scope="session")
+def shared_path():
+  """require_shared for fixtures of any scope: shared_path("data/camvid", "shared CamVid")."""
+  return require_shared

@@ -288,10 +288,8 @@ def test_killed_prepare_process_leaves_nothing_that_loads(tmp_path):
 
 # --- the real CamVid copy ---------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def camvid(tmp_path_factory):
-  shared = ROOT.parent / "shared" / "data" / "camvid"
-  if not shared.is_dir():
-    pytest.skip(f"shared CamVid not found at {shared} (only present beside the dev checkout)")
+def camvid(tmp_path_factory, shared_path):
+  shared = shared_path("data/camvid", "shared CamVid")
   cfg = config("camvid", shared, tmp_path_factory.mktemp("tfds_camvid"))
   return open_dataset(cfg)
 

@@ -12,7 +12,6 @@ from psp_jax.data.builders import open_dataset
 from psp_jax.data.class_weights import class_pixels_per_image, main, median_frequency_weights
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-SHARED_CAMVID = ROOT.parent / "shared" / "data" / "camvid"
 
 
 def test_hand_computed_median_frequency():
@@ -33,10 +32,8 @@ def test_a_class_that_never_occurs_is_named():
 
 
 @pytest.fixture(scope="module")
-def camvid_cfg(tmp_path_factory):
-  shared = SHARED_CAMVID
-  if not shared.is_dir():
-    pytest.skip(f"shared CamVid not found at {shared} (only present beside the dev checkout)")
+def camvid_cfg(tmp_path_factory, shared_path):
+  shared = shared_path("data/camvid", "shared CamVid")
   cfg = data_configs.camvid()
   cfg.manual_dir = str(shared)
   cfg.data_dir = str(tmp_path_factory.mktemp("tfds_camvid_weights"))

@@ -1,11 +1,10 @@
 """The coarse-mask perturbation: IoU lands in [target - tolerance, target), determinism, edge cases.
 
-Measured here (224 x 224 masks: object masks of synthetic scenes and crops of the CascadePSP
-sample masks, one core): about 1 ms per mask on average, 3 ms at the 95th percentile, ~10 ms
-the worst seen; a full mask (only flips can open holes) about 15 ms.
+Measured with `benchmark` (224 x 224 masks: object masks of synthetic scenes and crops of the
+CascadePSP sample masks, one core; speed is measured, not asserted): about 1 ms per mask on
+average, 3 ms at the 95th percentile, ~10 ms the worst seen; a full mask (only flips can open
+holes) about 15 ms.
 """
-import time
-
 import cv2
 import numpy as np
 import pytest
@@ -108,9 +107,8 @@ def test_empty_and_tiny_inputs_come_back_unchanged():
 
 def test_full_mask_gets_holes_and_terminates():
   full = np.ones((224, 224), np.uint8)
-  start = time.perf_counter()
-  out = perturb_mask(full, np.random.default_rng(0), 0.9)
-  assert time.perf_counter() - start < 1.0  # bounded by max_rounds
+  out = perturb_mask(full, np.random.default_rng(0), 0.9)  # returns: bounded by max_rounds
+  assert set(np.unique(out).tolist()) == {0, 1}  # holes opened in the full mask
   assert 0.85 <= mask_iou(out, full) < 0.9
 
 
@@ -138,9 +136,11 @@ def test_contour_stage_alone_degrades_the_boundary():
   np.testing.assert_array_equal(p(m, np.random.default_rng(0), 0.9999), m)
 
 
-def test_speed_at_224_is_fine_for_a_data_worker():
+def test_benchmark_reports_time_and_the_iou_gap():
+  """What benchmark() reports (speed itself is measured by it, not asserted in tests)."""
   stats = benchmark(_scene_masks(16), repeats=3)
-  assert stats["ms_per_mask"] < 20, stats
+  assert sorted(stats) == ["mean_gap", "mean_iou", "ms_per_mask"]
+  assert np.isfinite(stats["ms_per_mask"]) and stats["ms_per_mask"] > 0, stats
   assert 0 < stats["mean_gap"] <= 0.05 and 0.8 < stats["mean_iou"] < 0.95, stats
 
 

@@ -32,6 +32,8 @@ setup(
         "voc": ["scipy>=1.10"],
         # PyTorch only for converting the authors' checkpoints (and its tests).
         "convert": ["torch==2.13.0"],
+        # Only for the DenseCRF parity test against Krähenbühl's C++ code (builds from source).
+        "crf": ["pydensecrf2==1.1"],
     },
     entry_points={"console_scripts": ["psp-jax=psp_jax.main:entry_point"]},
 )

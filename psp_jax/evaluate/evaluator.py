@@ -21,6 +21,8 @@ from psp_jax import reports
 from psp_jax.preprocessing import Preprocessing
 from psp_jax.evaluate.inference import InferenceSettings, SlidingWindowPredictor
 from psp_jax.evaluate.metrics import confusion_matrix, segmentation_metrics
+from psp_jax.postprocess import CRFParams, mean_field
+from psp_jax.postprocess import resolve as resolve_crf
 
 
 def inference_settings(eval_cfg, data_cfg) -> InferenceSettings:
@@ -47,13 +49,16 @@ def _sum_over_hosts(cm: np.ndarray) -> np.ndarray:
 
 
 def evaluate_images(predictor: SlidingWindowPredictor, samples, num_classes: int, *,
-                    normalized: bool = True, total: int | None = None, progress: bool = True
-                    ) -> np.ndarray:
+                    normalized: bool = True, total: int | None = None, progress: bool = True,
+                    crf: CRFParams | None = None):
   """Confusion matrix of `predictor` over `samples` = iterable of (image HxWx3, label HxW).
 
   Labels keep their original size; 255 counts nowhere. Summed over hosts.
+  crf: also the confusion matrix after a DenseCRF on the image-size probabilities (on the
+  image de-normalised to RGB); then returns (cm, cm_crf).
   """
   cm = jnp.zeros((num_classes, num_classes), jnp.int32)
+  cm_crf = cm
   for image, label in tqdm(samples, total=total, desc="eval", unit="img", disable=not progress,
                            leave=False):
     probs = predictor.probabilities(image, normalized=normalized)
@@ -61,7 +66,20 @@ def evaluate_images(predictor: SlidingWindowPredictor, samples, num_classes: int
     h, w = label.shape
     padded[:h, :w] = label
     cm = _add_confusion(cm, probs, padded)
+    if crf is not None:
+      rgb = predictor.settings.preprocessing.denormalize(image) if normalized else image
+      cm_crf = _add_confusion(cm_crf, crf_probabilities(rgb, probs[:h, :w], crf), label)
+  if crf is not None:
+    return _sum_over_hosts(np.asarray(cm)), _sum_over_hosts(np.asarray(cm_crf))
   return _sum_over_hosts(np.asarray(cm))
+
+
+def crf_probabilities(rgb: np.ndarray, probs: jnp.ndarray, params: CRFParams) -> jnp.ndarray:
+  """DenseCRF of (H, W, C) probabilities (summed over scales: renormalised) of an RGB image."""
+  image = np.clip(np.rint(np.asarray(rgb, np.float32)), 0, 255)
+  probs = probs / jnp.maximum(jnp.sum(probs, -1, keepdims=True), 1e-12)
+  unary = jnp.log(jnp.maximum(probs, 1e-8))
+  return mean_field(image[None], unary[None], params)[0]
 
 
 def local_image_count(max_images: int, process_index: int, process_count: int) -> int | None:
@@ -108,9 +126,12 @@ def evaluate_split(model: nn.Module, variables: Any, config, *, workdir: str | N
   n = len(dataset.sources[split])
   total = min(n, max_images) if max_images else n
   start = time.time()
+  crf_spec = config.eval.get("crf", "")
+  crf = resolve_crf(crf_spec) if crf_spec else None
   cm = evaluate_images(predictor, _eval_samples(config.data, split, max_images), num_classes,
                        total=local_image_count(total, jax.process_index(), jax.process_count()),
-                       progress=progress)
+                       progress=progress, crf=crf)
+  cm, cm_crf = cm if crf is not None else (cm, None)
   if not cm.any():
     raise ValueError(f"evaluating split {split!r} ({total} images, eval.max_images={max_images}) "
                      "counted no labelled pixel: every label is the ignore label, so the confusion "
@@ -121,6 +142,11 @@ def evaluate_split(model: nn.Module, variables: Any, config, *, workdir: str | N
     protocol += f"; SUBSET: first {max_images} of {n} images (not comparable with full-split numbers)"
   metrics.update(protocol=protocol, split=split, images=total, step=step,
                  seconds=round(time.time() - start, 2), confusion_matrix=cm.tolist())
+  if crf is not None:  # the numbers above are without the CRF; these with it
+    with_crf = segmentation_metrics(cm_crf, names)
+    metrics["crf"] = dict(setting=str(crf_spec), params=crf.to_dict(),
+                          confusion_matrix=cm_crf.tolist(),
+                          **{k: with_crf[k] for k in ("mIoU", "mAcc", "aAcc", "per_class")})
   if workdir is not None and jax.process_index() == 0:
     reports.write_reports(metrics, pathlib.Path(workdir) / "eval",
                           f"{split}_step{step if step is not None else 'final'}",
@@ -138,6 +164,12 @@ def metrics_markdown(metrics: dict, title: str) -> str:
            "| class | IoU | acc | labelled pixels |", "|---|---:|---:|---:|"]
   for row in metrics["per_class"]:
     lines.append(f"| {row['class']} | {pct(row['iou'])} | {pct(row['acc'])} | {row['pixels']} |")
+  if metrics.get("crf"):
+    c = metrics["crf"]
+    lines += ["", f"With DenseCRF `{c['setting']}` ({c['params']}):", "",
+              "| | mIoU | mAcc | aAcc |", "|---|---:|---:|---:|",
+              f"| without CRF | {pct(metrics['mIoU'])} | {pct(metrics['mAcc'])} | {pct(metrics['aAcc'])} |",
+              f"| with CRF | {pct(c['mIoU'])} | {pct(c['mAcc'])} | {pct(c['aAcc'])} |"]
   if metrics.get("absent_classes"):
     lines += ["", "Classes absent from both labels and predictions (excluded from the means): "
               + ", ".join(metrics["absent_classes"])]

@@ -17,15 +17,38 @@ PRESETS: dict[str, CRFParams] = {
 }
 
 
+def parse(text: str) -> dict[str, Any]:
+  """'NAME:key=value,...' or 'key=value,...' (a command-line form of the mapping) -> dict."""
+  name, _, rest = text.rpartition(":") if ":" in text else ("", "", text)
+  out: dict[str, Any] = {"preset": name} if name else {}
+  for item in filter(None, (x.strip() for x in rest.split(","))):
+    key, eq, value = item.partition("=")
+    if not eq:
+      raise ValueError(f"CRF settings {text!r}: expected key=value items, got {item!r}")
+    key = key.strip()
+    if key == "normalisation":
+      out[key] = value.strip()
+    elif key == "iterations":
+      out[key] = int(value)
+    else:
+      out[key] = float(value)
+  return out
+
+
 def resolve(spec: str | Mapping[str, Any] | CRFParams) -> CRFParams:
-  """CRFParams from a preset name, a CRFParams, or a mapping: either all fields, or
-  {'preset': NAME, **overrides} (e.g. {'preset': 'v2_resnet', 'normalisation': 'symmetric'})."""
+  """CRFParams from a preset name, a CRFParams, a mapping (all fields, or {'preset': NAME,
+  **overrides}), or its string form 'NAME:key=value,...' (e.g. 'v2_resnet:normalisation=
+  symmetric,w_bi=5', for command lines and string config fields)."""
   if isinstance(spec, CRFParams):
     return spec
   if isinstance(spec, str):
+    if ":" in spec or "=" in spec:
+      return resolve(parse(spec))
     if spec not in PRESETS:
       raise ValueError(f"unknown CRF preset {spec!r}; expected one of {sorted(PRESETS)}")
     return PRESETS[spec]
+  if hasattr(spec, "to_dict"):  # an ml_collections.ConfigDict
+    spec = spec.to_dict()
   if isinstance(spec, Mapping):
     d = dict(spec)
     if "preset" in d:

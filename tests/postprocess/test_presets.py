@@ -30,6 +30,8 @@ def test_resolve_names_dicts_and_overrides():
   assert resolve({"w_bi": 1, "xy_bi": 2, "rgb_bi": 3, "w_pos": 4, "xy_pos": 5}) == p
   sym = resolve({"preset": "v2_resnet", "normalisation": "symmetric", "iterations": 5})
   assert sym == PRESETS["v2_resnet"].replace(normalisation="symmetric", iterations=5)
+  assert resolve("v2_resnet:normalisation=symmetric,iterations=5") == sym
+  assert resolve("w_bi=1,xy_bi=2,rgb_bi=3,w_pos=4,xy_pos=5") == p
 
 
 def test_bad_settings_name_the_problem():
@@ -41,5 +43,7 @@ def test_bad_settings_name_the_problem():
     resolve({"preset": "v2_resnet", "normalisation": "row"})
   with pytest.raises(ValueError, match="CRFParams.rgb_bi: a standard deviation must be"):
     CRFParams(1, 2, 0, 4, 5)
+  with pytest.raises(ValueError, match="expected key=value items, got 'w_bi'"):
+    resolve("v2_resnet:w_bi")
   with pytest.raises(TypeError, match="preset name, a dict or CRFParams"):
     resolve(3)

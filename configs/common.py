@@ -52,7 +52,8 @@ def segmentation_eval(crop: tuple[int, int], base_size: int | None,
   return ml_collections.ConfigDict(dict(
       every=every, split="validation", crop_size=tuple(crop),
       base_size=ml_collections.FieldReference(base_size, field_type=int), scales=(1.0,),
-      flip=False, stride_rate=2.0 / 3.0, window_batch=2, max_images=0, log_images=3))
+      flip=False, stride_rate=2.0 / 3.0, window_batch=2, max_images=0, log_images=3,
+      crf=""))  # a DenseCRF preset, or "NAME:key=value,...": also evaluate after the CRF
 
 
 def distributed() -> ml_collections.ConfigDict:

@@ -52,7 +52,9 @@ def inference_settings_from_meta(meta: dict, **overrides: Any) -> InferenceSetti
 class Segmenter:
   """A loaded checkpoint ready to label RGB uint8 images of any size."""
 
-  def __init__(self, checkpoint: str | pathlib.Path, **settings_overrides: Any):
+  def __init__(self, checkpoint: str | pathlib.Path, crf: Any = None, **settings_overrides: Any):
+    """crf: optional DenseCRF on the image-size probabilities before the argmax (a preset name
+    of psp_jax.postprocess, 'NAME:key=value,...', a dict or CRFParams)."""
     self.model, self.variables = ckpt_lib.load(checkpoint)
     self.meta = ckpt_lib.read_meta(checkpoint)
     family = build.family_of(self.meta["model"])
@@ -69,13 +71,22 @@ class Segmenter:
     model = self.model
     self.predictor = SlidingWindowPredictor(lambda v, x: model.apply(v, x, train=False),
                                             self.variables, self.num_classes, self.settings)
+    self.crf = None
+    if crf:
+      from psp_jax.postprocess import resolve  # pylint: disable=import-outside-toplevel
+      self.crf = resolve(crf)
 
   def predict(self, image: np.ndarray) -> np.ndarray:
     """(H, W) int32 label map of an (H, W, 3) uint8 RGB image."""
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3:
       raise ValueError(f"predict expects an RGB image HxWx3, got shape {image.shape}")
-    return self.predictor.predict(image)
+    if self.crf is None:
+      return self.predictor.predict(image)
+    from psp_jax.postprocess import crf_probabilities  # pylint: disable=import-outside-toplevel
+    h, w = image.shape[:2]
+    probs = crf_probabilities(image, self.predictor.probabilities(image)[:h, :w], self.crf)
+    return np.asarray(np.argmax(probs, axis=-1), np.int32)
 
 
 @functools.lru_cache(maxsize=2)
@@ -119,6 +130,9 @@ def predict_main(argv: list[str]) -> int:
   parser.add_argument("--scales", default=None,
                       help="comma-separated scales of the base size, e.g. 0.5,0.75,1,1.25,1.5,1.75")
   parser.add_argument("--base_size", type=int, default=None, help="long side at scale 1")
+  parser.add_argument("--crf", default="",
+                      help="DenseCRF before the argmax: a preset (v1_deeplab, v1_largefov, "
+                           "v2_resnet, v2_vgg) or NAME:key=value,... (psp_jax.postprocess)")
   args = parser.parse_args(argv)
   from tqdm import tqdm  # pylint: disable=import-outside-toplevel
   try:
@@ -126,8 +140,8 @@ def predict_main(argv: list[str]) -> int:
       raise ValueError(f"--opacity must be in [0, 1], got {args.opacity}")
     files = list_images(pathlib.Path(args.input))
     scales = tuple(float(s) for s in args.scales.split(",")) if args.scales else None
-    segmenter = Segmenter(args.checkpoint, flip=args.flip or None, scales=scales,
-                          base_size=args.base_size)
+    segmenter = Segmenter(args.checkpoint, crf=args.crf or None, flip=args.flip or None,
+                          scales=scales, base_size=args.base_size)
   except (ValueError, FileNotFoundError) as e:
     print(f"psp-jax predict: error: {e}", file=sys.stderr)
     return 1

@@ -21,7 +21,7 @@ from psp_jax import reports
 from psp_jax.preprocessing import Preprocessing
 from psp_jax.evaluate.inference import InferenceSettings, SlidingWindowPredictor
 from psp_jax.evaluate.metrics import confusion_matrix, segmentation_metrics
-from psp_jax.postprocess import CRFParams, mean_field
+from psp_jax.postprocess import CRFParams, crf_probabilities
 from psp_jax.postprocess import resolve as resolve_crf
 
 
@@ -72,14 +72,6 @@ def evaluate_images(predictor: SlidingWindowPredictor, samples, num_classes: int
   if crf is not None:
     return _sum_over_hosts(np.asarray(cm)), _sum_over_hosts(np.asarray(cm_crf))
   return _sum_over_hosts(np.asarray(cm))
-
-
-def crf_probabilities(rgb: np.ndarray, probs: jnp.ndarray, params: CRFParams) -> jnp.ndarray:
-  """DenseCRF of (H, W, C) probabilities (summed over scales: renormalised) of an RGB image."""
-  image = np.clip(np.rint(np.asarray(rgb, np.float32)), 0, 255)
-  probs = probs / jnp.maximum(jnp.sum(probs, -1, keepdims=True), 1e-12)
-  unary = jnp.log(jnp.maximum(probs, 1e-8))
-  return mean_field(image[None], unary[None], params)[0]
 
 
 def local_image_count(max_images: int, process_index: int, process_count: int) -> int | None:

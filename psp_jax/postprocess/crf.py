@@ -147,6 +147,15 @@ def dense_crf(image: Any, scores: Any, preset_or_params: str | Mapping | CRFPara
                                method=method)[0])
 
 
+def crf_probabilities(rgb: Any, probs: jnp.ndarray, params: CRFParams) -> jnp.ndarray:
+  """DenseCRF of a predictor's (H, W, K) probabilities (sums over scales are renormalised) on
+  its RGB 0-255 image (H, W, 3) -> (H, W, K), on device; no input checks (see dense_crf)."""
+  image = np.clip(np.rint(np.asarray(rgb, np.float32)), 0, 255)
+  probs = probs / jnp.maximum(jnp.sum(probs, -1, keepdims=True), 1e-12)
+  unary = jnp.log(jnp.maximum(probs, 1e-8))
+  return mean_field(image[None], unary[None], params)[0]
+
+
 def unary_from(scores: Any, inputs: str) -> jnp.ndarray:
   """Logits from logits or probabilities (..., K), checked finite (and normalised)."""
   scores = jnp.asarray(scores, jnp.float32)

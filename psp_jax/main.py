@@ -6,11 +6,17 @@ Each command lives in its own module and is imported only when called, so `psp-j
 never loads the training stack and nothing but `convert` imports torch. Commands that compile
 use JAX's persistent compilation cache (`psp_jax.compile_cache`: ~/.cache/psp_jax/xla, or
 $PSP_JAX_COMPILATION_CACHE; 'off' disables it).
+
+Errors: every command reports an expected failure as `psp-jax <command>: error: <message>` and
+exits non-zero (2 for a bad flag or config value); `--verbose` (anywhere) or PSP_JAX_VERBOSE=1
+adds the traceback and the libraries' INFO logging (psp_jax.cli_errors).
 """
 from __future__ import annotations
 
 import importlib
 import sys
+
+from psp_jax import cli_errors
 
 # command -> (module, function taking the arguments after the command name, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -29,6 +35,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "recompute-bn": ("psp_jax.recompute_bn", "recompute_bn_main", "recompute BN statistics over the training set (SegNet)"),
     "quickstart": ("psp_jax.train.quickstart", "cli_main",
                    "train a small PSPNet on the embedded synthetic scenes (CPU, ~1 min)"),
+    "prepare": ("psp_jax.experiment", "prepare_main",
+                "prepare a config's dataset (--force re-prepares it from data.manual_dir)"),
 }
 
 # commands that compile models (and so gain from the persistent compilation cache)
@@ -40,11 +48,13 @@ def usage() -> str:
   lines = ["usage: psp-jax <command> [flags]   (psp-jax <command> --help for its flags)", "",
            "commands:"]
   lines += [f"  {name:<{width}}  {help_}" for name, (_, _, help_) in COMMANDS.items()]
+  lines += ["", f"{cli_errors.VERBOSE_FLAG} (any command): tracebacks and library INFO logging"]
   return "\n".join(lines)
 
 
 def run(argv: list[str] | None = None) -> int:
-  argv = sys.argv[1:] if argv is None else argv
+  argv = cli_errors.take_verbose(sys.argv[1:] if argv is None else argv)
+  cli_errors.configure_logging()
   if not argv or argv[0] in ("-h", "--help", "help"):
     print(usage())
     return 0 if argv else 2
@@ -56,8 +66,9 @@ def run(argv: list[str] | None = None) -> int:
   if name in COMPILING and not any(a in ("-h", "--help") for a in rest):
     from psp_jax import compile_cache
     compile_cache.enable()
-  code = getattr(importlib.import_module(module), function)(rest)
-  return int(code or 0)
+  return cli_errors.run_command(f"psp-jax {name}",
+                                lambda args: getattr(importlib.import_module(module), function)(args),
+                                rest)
 
 
 def entry_point() -> None:

@@ -21,6 +21,7 @@ import ast
 import shlex
 import sys
 
+from psp_jax import cli_checks
 from psp_jax.ablate import collect, plan as plan_lib, report, runner, table as table_lib
 
 
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 def ablate_main(argv: list[str]) -> int:
   args, extra = build_parser().parse_known_args(argv)
   command = "psp-jax ablate " + shlex.join(argv)
+  cli_checks.check_dir(args.workdir, "--workdir")
   try:
     table = table_lib.select(table_lib.load_table(args.table, args.scale), seeds=args.seeds)
     table = table_lib.with_overrides(table, config_flags(extra))

@@ -6,14 +6,12 @@ error naming the table file, the row and the key, instead of a failed run an hou
 from __future__ import annotations
 
 import copy
-import functools
-import importlib.util
 import pathlib
-import sys
 from typing import Any, Mapping
 
 import ml_collections
 
+from psp_jax import config_checks, config_loading
 from psp_jax.ablate.table import TableError
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -32,49 +30,24 @@ def resolve_config_spec(spec: str) -> str:
                    f"or from {PROJECT_ROOT})")
 
 
-@functools.lru_cache(maxsize=None)
-def _config_module(file: str):
-  path = pathlib.Path(file).expanduser().resolve()
-  root = str(path.parent.parent)  # configs may import siblings as `configs.<name>`
-  if root not in sys.path:
-    sys.path.insert(0, root)
-  spec = importlib.util.spec_from_file_location(f"_psp_jax_config_{path.stem}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 def load_base_config(spec: str) -> ml_collections.ConfigDict:
-  """The config named by 'FILE.py:NAME' (as `--config FILE.py:NAME` builds it)."""
-  file, _, name = resolve_config_spec(spec).partition(":")
+  """The config named by 'FILE.py:NAME', built by the loader `psp-jax train --config` uses."""
   try:
-    module = _config_module(file)
-    return module.get_config(name) if name else module.get_config()
-  except Exception as e:
-    raise TableError(f"base config {spec!r} cannot be built: {type(e).__name__}: {e}") from e
+    return config_loading.load_config(resolve_config_spec(spec), flag="base config").config
+  except config_loading.ConfigError as e:
+    raise TableError(str(e)) from e
 
 
 def check_overrides(config: ml_collections.ConfigDict, overrides: Mapping[str, Any], where: str) -> None:
-  """Apply `overrides` to a copy of `config`; TableError naming `where` and the key for an
-  unknown key or a value the field does not accept."""
+  """Apply `overrides` to a copy of `config`, then check the values (psp_jax.config_checks):
+  TableError naming `where`, the key and what it accepts for an unknown key (with the closest
+  existing ones), a value the field does not take, or a value out of range."""
   cfg = copy.deepcopy(config)
-  for key, value in overrides.items():
-    parent, parts = cfg, key.split(".")
-    for i, part in enumerate(parts[:-1]):
-      if not isinstance(parent, ml_collections.ConfigDict) or part not in parent:
-        raise TableError(f"{where}: key {key!r}: {'.'.join(parts[:i + 1])!r} is not a config "
-                         f"section of the base config")
-      parent = parent[part]
-    leaf = parts[-1]
-    if not isinstance(parent, ml_collections.ConfigDict) or leaf not in parent:
-      known = sorted(parent.keys()) if isinstance(parent, ml_collections.ConfigDict) else []
-      raise TableError(f"{where}: key {key!r} is not a field of the base config"
-                       + (f"; {'.'.join(parts[:-1]) or 'the top level'} has {known}" if known else ""))
-    try:
-      parent[leaf] = value
-    except (TypeError, ValueError) as e:
-      raise TableError(f"{where}: key {key!r}: value {value!r} does not fit the field "
-                       f"(currently {parent[leaf]!r}): {e}") from e
+  try:
+    config_loading.set_values(cfg, dict(overrides), where=where)
+    config_checks.check_config(cfg, where=where)
+  except config_loading.ConfigError as e:
+    raise TableError(str(e)) from e
 
 
 def format_value(value: Any) -> str:

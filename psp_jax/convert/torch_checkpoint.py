@@ -53,6 +53,19 @@ def import_torch():
   return torch
 
 
+def _torch_load_problem(path: pathlib.Path, error: Exception) -> str:
+  """Why torch.load failed, readable: a file that is neither a zip archive (torch.save's format)
+  nor a pickle is named as such with its first bytes (torch itself says only e.g. '101')."""
+  head = path.read_bytes()[:16]
+  if not head:
+    return "the file is empty"
+  if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+    return (f"not a PyTorch checkpoint (neither a zip archive nor a pickle; it starts with "
+            f"{head!r}); torch says {type(error).__name__}: {error}")
+  text = str(error).strip().splitlines()
+  return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
 def read_torch_state_dict(path: str | pathlib.Path) -> dict[str, np.ndarray]:
   """A .pth file as {key: float32/int ndarray}, without running pickled code
   (`weights_only=True`). Accepts a bare state_dict or {'state_dict': ..., ...}; strips
@@ -64,7 +77,8 @@ def read_torch_state_dict(path: str | pathlib.Path) -> dict[str, np.ndarray]:
   try:
     obj = torch.load(path, map_location="cpu", weights_only=True)
   except Exception as e:  # UnpicklingError and friends: the file is not a weights-only pickle
-    raise ConversionError(f"could not read {path} with torch.load(weights_only=True): {e}") from e
+    raise ConversionError(f"could not read {path} with torch.load(weights_only=True): "
+                          f"{_torch_load_problem(path, e)}") from e
   if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
     obj = obj["state_dict"]
   if not isinstance(obj, Mapping):
@@ -319,15 +333,18 @@ def convert_main(argv: Sequence[str] | None = None) -> int:
                       help="take class names and palette from this dataset (instead of --classes)")
   parser.add_argument("--out", required=True, metavar="DIR", help="output checkpoint directory")
   parser.add_argument("--force", action="store_true", help="replace --out if it exists")
-  args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+  from psp_jax import cli_checks  # pylint: disable=import-outside-toplevel
+  args = cli_checks.parse_args(parser, list(sys.argv[1:] if argv is None else argv))
   if args.num_classes is not None and args.model != "pspnet":
-    print(f"note: --num-classes is ignored for --model {args.model}", file=sys.stderr)
+    print(f"psp-jax convert: note: --num-classes is ignored for --model {args.model}", file=sys.stderr)
     args.num_classes = None
-  try:
+
+  def convert(_):
+    cli_checks.check_existing(args.torch, "--torch", "file")
+    cli_checks.check_dir(args.out, "--out")
     convert_checkpoint(args.torch, args.model, args.out, layers=args.layers,
                        num_classes=args.num_classes, classes=args.classes, dataset=args.dataset,
                        force=args.force)
-  except (ConversionError, FileNotFoundError, FileExistsError, ImportError) as e:
-    print(f"psp-jax convert: error: {e}", file=sys.stderr)
-    return 1
-  return 0
+    return 0
+  from psp_jax import cli_errors  # pylint: disable=import-outside-toplevel
+  return cli_errors.run_command("psp-jax convert", convert, [])

@@ -66,9 +66,10 @@ def test_unloadable_files_and_unknown_selections(tmp_path):
 
 
 @pytest.mark.parametrize("override,needle", [
-    ('{"model.binz": (1,)}', "key 'model.binz' is not a field of the base config; model has"),
-    ('{"modl.bins": (1,)}', "key 'modl.bins': 'modl' is not a config section"),
-    ('{"train.steps": "many"}', "key 'train.steps': value 'many' does not fit the field"),
+    ('{"model.binz": (1,)}', "unknown config key 'model.binz': model has no key 'binz'; did you mean model.bins?"),
+    ('{"modl.bins": (1,)}', "unknown config key 'modl.bins': the config has no section 'modl'; did you mean model.bins?"),
+    ('{"train.steps": "many"}', "train.steps takes an integer (now 150), got 'many'"),
+    ('{"train.batch_size": 0}', "train.batch_size=0: must be an integer >= 1"),
 ])
 def test_overrides_are_checked_against_the_base_config(tmp_path, override, needle):
   path = write_table(tmp_path, TABLE_TEXT.replace('train={"model.context": "none"}', f"train={override}"))

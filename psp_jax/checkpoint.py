@@ -24,6 +24,7 @@ directory `DIR/<step>` are accepted wherever a checkpoint path is.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -38,6 +39,8 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from psp_jax import checkpoint_integrity as integrity
+from psp_jax.checkpoint_integrity import CheckpointCorruptError  # noqa: F401  (re-exported)
 from psp_jax.models import build
 from psp_jax.models.resnet import BNConfig
 
@@ -179,10 +182,24 @@ def save_checkpoint(directory: PathLike, state: Mapping[str, Any], meta: Mapping
   return directory / str(step)
 
 
+@contextlib.contextmanager
+def _damage_reported(root: pathlib.Path, step: int):
+  """A read error of step `step` under `root` becomes CheckpointCorruptError (folder, file,
+  problem) when the step is damaged (psp_jax.checkpoint_integrity); other errors pass."""
+  try:
+    yield
+  except integrity.CheckpointCorruptError:
+    raise
+  except (ValueError, OSError, KeyError, TypeError) as e:
+    integrity.raise_if_damaged(root / str(step), e, items=())
+    raise
+
+
 def read_meta(path: PathLike, step: int | None = None) -> dict[str, Any]:
   """The JSON metadata of a checkpoint (root, workdir or step directory)."""
   root, step = resolve(path, step)
-  with _manager(root, read_only=True) as mngr:
+  integrity.check_step(root / str(step), items=("meta",), read_arrays=False)
+  with _damage_reported(root, step), _manager(root, read_only=True) as mngr:
     meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
   if meta is None:
     raise FileNotFoundError(f"checkpoint {root}/{step} has no 'meta' item")
@@ -192,9 +209,11 @@ def read_meta(path: PathLike, step: int | None = None) -> dict[str, Any]:
 def load_variables(path: PathLike, step: int | None = None,
                    collections: Iterable[str] = VARIABLE_COLLECTIONS) -> tuple[dict, dict]:
   """(variables, meta): only `collections` of the 'state' item are read (partial restore), as
-  NumPy arrays, whatever else (opt_state, rng...) the state holds."""
+  NumPy arrays, whatever else (opt_state, rng...) the state holds. The step is validated first
+  (CheckpointCorruptError naming the damaged file; psp_jax.checkpoint_integrity)."""
   root, step = resolve(path, step)
-  with _manager(root, read_only=True) as mngr:
+  integrity.check_step(root / str(step), items=("state", "meta"))
+  with _damage_reported(root, step), _manager(root, read_only=True) as mngr:
     tree = mngr.item_metadata(step)["state"]
     tree = getattr(tree, "tree", tree)
     if tree is None:
@@ -217,7 +236,8 @@ def load(path: PathLike, step: int | None = None, *, dtype: str | None = None,
 
   `path`: a checkpoint root, a training workdir holding `checkpoints/`, or a step directory;
   `step=None` takes the latest. `dtype` overrides the compute dtype ('bfloat16', ...).
-  variables = {'params', 'batch_stats'} as jax arrays (float32)."""
+  variables = {'params', 'batch_stats'} as jax arrays (float32). A damaged step raises
+  CheckpointCorruptError naming the step folder, the file and what is wrong."""
   variables, meta = load_variables(path, step)
   cfg = dict(meta["model"])
   if dtype is not None:

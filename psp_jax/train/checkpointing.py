@@ -20,6 +20,13 @@ Restoring places every array with the sharding of the CURRENT mesh, so a checkpo
 N devices restores on M devices or on one CPU; the data iterator state depends on the process
 count and batch size only. A checkpoint whose arrays do not fit the configured model is
 rejected before anything is read, with every mismatched parameter named.
+
+Damaged steps (psp_jax.checkpoint_integrity: a truncated array file, state metadata or
+data-iterator JSON ...) are found by `latest_step()`, which validates the steps newest first:
+each damaged one is reported (folder, file, problem) and moved to WORKDIR/checkpoints_damaged/,
+and the newest whole step is resumed; when no step is whole, CheckpointCorruptError says what
+to delete. A damaged best checkpoint is set aside the same way. A whole step that does not fit
+the configured model is a CheckpointMismatchError instead, and never falls back.
 """
 from __future__ import annotations
 
@@ -27,6 +34,8 @@ import functools
 import logging
 import os
 import pathlib
+import shutil
+import sys
 from typing import Any, Mapping
 
 import grain
@@ -37,10 +46,12 @@ from flax import traverse_util
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from psp_jax import checkpoint as ckpt_lib
+from psp_jax.checkpoint_integrity import CheckpointCorruptError, Damage, inspect_step
 from psp_jax.train.state import TrainState
 
 CHECKPOINT_DIR = "checkpoints"
 BEST_DIR = "checkpoints_best"
+DAMAGED_DIR = "checkpoints_damaged"
 DATA_ITEM = "data"
 TRAIN_ITEMS = ckpt_lib.ITEMS + (DATA_ITEM,)
 STATE_FIELDS = ("params", "batch_stats", "opt_state", "step", "rng")
@@ -59,6 +70,17 @@ logging.getLogger("absl").addFilter(_QuietOrbaxInfo())
 
 class CheckpointMismatchError(ValueError):
   """A checkpoint's arrays do not fit the model/optimiser built from the config."""
+
+
+def _sync(name: str) -> None:
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+    multihost_utils.sync_global_devices(name)
+
+
+def _warn(message: str) -> None:
+  if jax.process_index() == 0:
+    print(f"psp-jax: warning: {message}", file=sys.stderr, flush=True)
 
 
 # ----------------------------------------------------------------------------- state <-> tree
@@ -159,6 +181,7 @@ class TrainCheckpointer:
     ('mIoU' for segmentation, 'IoU' for refinement); saved_metrics: those stored with it."""
     self.metric = best_metric
     self.saved_metrics = tuple(saved_metrics)
+    self._validated = False
     workdir = pathlib.Path(workdir).expanduser().absolute()
     self.directory = workdir / CHECKPOINT_DIR
     self.best_directory = workdir / BEST_DIR
@@ -179,10 +202,53 @@ class TrainCheckpointer:
 
   # -- queries
   def latest_step(self) -> int | None:
+    """The newest whole step (None when there is none); on the first call, damaged steps are
+    reported and set aside (see the module docstring)."""
+    if not self._validated:
+      self._validated = True
+      self._set_aside_damaged()
     return self.manager.latest_step()
 
-  def all_steps(self) -> list[int]:
-    return sorted(self.manager.all_steps())
+  def _set_aside_damaged(self) -> None:
+    damaged: list[Damage] = []
+    steps = sorted(self.manager.all_steps(), reverse=True)
+    for step in steps:
+      damage = inspect_step(self.directory / str(step))
+      if damage is None:
+        break
+      damaged.append(damage)
+    if damaged and len(damaged) == len(steps):
+      paths = " ".join(str(d.step_dir) for d in damaged)
+      raise CheckpointCorruptError(damaged[0], advice=(
+          "no whole checkpoint is left"
+          + "".join(f"; {d.describe()}" for d in damaged[1:])
+          + f". Delete the damaged steps (rm -r {paths}) to train again from step 0, or use a "
+          "fresh --workdir"))
+    if self.best is not None:
+      damaged_best = [inspect_step(self.best_directory / str(s)) for s in self.best.all_steps()]
+      damaged += [d for d in damaged_best if d is not None]
+    if not damaged:
+      return
+    _sync("psp_jax: checkpoints validated")  # every process read them before any is moved
+    for damage in damaged:
+      self._move_aside(damage)
+    _sync("psp_jax: damaged checkpoints set aside")
+    self.manager.reload()
+    if self.best is not None:
+      self.best.reload()
+    if self.manager.latest_step() is not None and damaged[0].step_dir.parent == self.directory:
+      _warn(f"resuming from step {self.manager.latest_step()}, the newest whole checkpoint")
+
+  def _move_aside(self, damage: Damage) -> None:
+    """Move a damaged step to WORKDIR/checkpoints_damaged/<manager folder>_<step>[.n]."""
+    base = self.directory.parent / DAMAGED_DIR / f"{damage.step_dir.parent.name}_{damage.step_dir.name}"
+    target, n = base, 1
+    while target.exists():
+      target, n = base.with_name(f"{base.name}.{n}"), n + 1
+    _warn(f"checkpoint {damage.describe()}; moved it to {target}")
+    if jax.process_index() == 0:
+      target.parent.mkdir(parents=True, exist_ok=True)
+      shutil.move(str(damage.step_dir), str(target))
 
   def best_step(self) -> int | None:
     return None if self.best is None else self.best.best_step()
@@ -232,6 +298,20 @@ class TrainCheckpointer:
     step = self.latest_step() if step is None else step
     if step is None:
       raise FileNotFoundError(f"no checkpoint under {self.directory}")
+    try:
+      return self._restore(target, mesh, data_iterator, step)
+    except CheckpointMismatchError as e:
+      error: Exception = e
+    except (ValueError, OSError, KeyError, TypeError) as e:  # damaged since latest_step()?
+      error = CheckpointMismatchError(f"checkpoint {self.directory}/{step} cannot be restored "
+                                      f"into the configured training state: {e}")
+      error.__cause__ = e
+    damage = inspect_step(self.directory / str(step))
+    if damage is not None:
+      raise CheckpointCorruptError(damage) from error
+    raise error
+
+  def _restore(self, target: TrainState, mesh: Mesh, data_iterator, step: int) -> TrainState:
     where = f"{self.directory}/{step}"
     saved = self.manager.item_metadata(step)["state"]
     saved = getattr(saved, "tree", saved)
@@ -253,11 +333,7 @@ class TrainCheckpointer:
             f"this run has {jax.process_count()} processes. Resume with the same number of "
             "processes (the device count per process may differ)")
       args[DATA_ITEM] = grain.checkpoint.CheckpointRestore(data_iterator)
-    try:
-      out = self.manager.restore(step, args=ocp.args.Composite(**args))
-    except ValueError as e:  # e.g. another optimiser's state structure
-      raise CheckpointMismatchError(f"checkpoint {where} cannot be restored into the configured "
-                                    f"training state: {e}") from e
+    out = self.manager.restore(step, args=ocp.args.Composite(**args))
     return tree_to_state(out["state"])
 
   # -- lifecycle

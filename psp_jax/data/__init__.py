@@ -14,10 +14,10 @@ from __future__ import annotations
 import importlib
 
 _LAZY = {
-    "prepare": "psp_jax.data.builders",
-    "open_dataset": "psp_jax.data.builders",
+    "prepare": "psp_jax.data.datasets",
+    "open_dataset": "psp_jax.data.datasets",
     "make_builder": "psp_jax.data.builders",
-    "PreparedDataset": "psp_jax.data.builders",
+    "PreparedDataset": "psp_jax.data.prepared",
     "train_iterator": "psp_jax.data.pipeline",
     "train_dataset": "psp_jax.data.pipeline",
     "eval_iterator": "psp_jax.data.pipeline",

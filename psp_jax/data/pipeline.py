@@ -44,7 +44,7 @@ import numpy as np
 
 from psp_jax.data import labels as L
 from psp_jax.data import transforms as T
-from psp_jax.data.builders import PreparedDataset, open_dataset
+from psp_jax.data.datasets import PreparedDataset, open_dataset
 from psp_jax.preprocessing import Preprocessing
 
 

@@ -36,7 +36,7 @@ import numpy as np
 
 from psp_jax.data import pipeline as P
 from psp_jax.data import transforms as T
-from psp_jax.data.builders import PreparedDataset, open_dataset
+from psp_jax.data.datasets import PreparedDataset, open_dataset
 from psp_jax.constants import IGNORE_LABEL
 from psp_jax.data.perturb import Perturbation
 from psp_jax.preprocessing import Preprocessing

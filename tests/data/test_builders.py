@@ -324,9 +324,12 @@ def test_catalog_datasets_need_tensorflow_only_on_that_path(tmp_path):
   cfg = config("tfds_catalog", "", tmp_path / "tfds")
   cfg.name = "tfds:some_segmentation_dataset"
   cfg.num_classes = 3
+  from psp_jax.data import datasets
+  with pytest.raises(ValueError, match="open it with psp_jax.data.open_dataset"):
+    open_dataset(cfg)  # the builders know nothing of catalog datasets
   if importlib.util.find_spec("tensorflow") is None:
     with pytest.raises(ImportError, match="needs TensorFlow"):
-      open_dataset(cfg)
+      datasets.open_dataset(cfg)
   else:
     pytest.skip("TensorFlow is installed here: the catalog path would try to download")
 

@@ -10,15 +10,17 @@ Datasets (`data.name`): ade20k, voc, cityscapes, camvid, folder, synthetic, bina
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import pathlib
+import shutil
+import time
 from typing import Any, Mapping
 
 import numpy as np
 import tensorflow_datasets as tfds
 
+from psp_jax.data import fingerprint, input_checks
 from psp_jax.data import labels as L
 from psp_jax.data.builders.ade20k import PspAde20k
 from psp_jax.data.builders.base import SegConfig, SegmentationBuilder, config_name
@@ -28,6 +30,7 @@ from psp_jax.data.builders.cityscapes import PspCityscapes
 from psp_jax.data.builders.folder import PspFolder
 from psp_jax.data.builders.synthetic import PspSynthetic
 from psp_jax.data.builders.voc import PspVoc
+from psp_jax.data.prepared import DEFAULT_DATA_DIR, PreparedDataset, get as _get  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +39,6 @@ BUILDERS: dict[str, type[SegmentationBuilder]] = {
     "folder": PspFolder, "synthetic": PspSynthetic, "binary_masks": PspBinaryMasks,
 }
 NO_MANUAL_DIR = ("synthetic", "binary_masks")  # generated, or the config names its folders
-DEFAULT_DATA_DIR = os.path.join(os.path.expanduser("~"), "tensorflow_datasets")
 
 
 class _QuietTfds(logging.Filter):
@@ -49,14 +51,6 @@ class _QuietTfds(logging.Filter):
 
 
 logging.getLogger("absl").addFilter(_QuietTfds())
-
-
-def _get(cfg: Mapping[str, Any] | Any, key: str, default=None):
-  try:
-    v = cfg.get(key, default)
-  except AttributeError:
-    v = getattr(cfg, key, default)
-  return default if v is None else v
 
 
 def _plain(v):
@@ -122,19 +116,6 @@ def make_builder(data_cfg) -> SegmentationBuilder:
   return BUILDERS[name](config=config, data_dir=data_dir, file_format="array_record")
 
 
-@dataclasses.dataclass
-class PreparedDataset:
-  """What the pipeline needs: random-access sources per split and the label facts."""
-  sources: dict[str, Any]
-  class_names: tuple[str, ...]
-  num_classes: int
-  metadata: dict
-  builder: Any = None
-
-  def split_info(self, split: str) -> dict:
-    return dict(self.metadata.get("splits", {}).get(split, {}))
-
-
 def print_report(name: str, metadata: Mapping[str, Any]) -> list[str]:
   """Print per-split counts and the per-class pixel histogram; returns the warnings."""
   names = list(metadata.get("class_names", []))
@@ -149,7 +130,10 @@ def print_report(name: str, metadata: Mapping[str, Any]) -> list[str]:
     hist = ", ".join(f"{n} {100 * p / total:.2f}%" for n, p in zip(names, px))
     lines.append(f"    class pixels: {hist}")
     absent = [n for n, p in zip(names, px) if p == 0]
-    if absent:
+    single = input_checks.class_count_warnings(px.tolist(), names)
+    if single:
+      warnings += [f"{name} split {split!r}: {w}" for w in single]
+    elif absent:
       warnings.append(f"{name} split {split!r}: classes never occur: {absent}")
   print("\n".join(lines))
   for w in warnings:
@@ -158,17 +142,69 @@ def print_report(name: str, metadata: Mapping[str, Any]) -> list[str]:
   return warnings
 
 
+SOURCE_KEY = "source"  # the prepared dataset's metadata entry holding the source fingerprint
+
+
+def _current_source(builder: SegmentationBuilder, data_cfg) -> dict | None:
+  """The fingerprint of the source the config names now (None: generated data, or the source
+  is not there to compare, e.g. raw files removed after preparing)."""
+  manual = _get(data_cfg, "manual_dir")
+  if _get(data_cfg, "name") not in NO_MANUAL_DIR and not (manual and os.path.isdir(os.path.expanduser(str(manual)))):
+    return None
+  try:
+    return builder.source_fingerprint(manual)
+  except FileNotFoundError:
+    return None
+
+
+def check_source(builder: SegmentationBuilder, data_cfg) -> None:
+  """DataSourceMismatchError when the prepared dataset came from other files or another label
+  mapping than `data_cfg` names now (datasets prepared before fingerprints pass)."""
+  stored = dict(builder.info.metadata or {}).get(SOURCE_KEY)
+  if not stored:
+    return
+  current = _current_source(builder, data_cfg)
+  if current is None:
+    return
+  found = fingerprint.differences(stored, current)
+  if found:
+    raise fingerprint.mismatch_error(f"{builder.name}/{builder.builder_config.name}",
+                                     str(builder.data_path), stored, current, found)
+
+
+def _remove_leftovers(builder: SegmentationBuilder, before: float) -> None:
+  """Delete `incomplete.*` folders of interrupted prepares (older than this prepare)."""
+  for stale in pathlib.Path(builder.data_path).parent.glob("incomplete.*"):
+    if stale.is_dir() and stale.stat().st_mtime < before:
+      shutil.rmtree(stale, ignore_errors=True)
+      print(f"[psp_jax.data] removed {stale}, left by an interrupted prepare")
+
+
+def _generate(builder: SegmentationBuilder, manual: str | None) -> None:
+  source = builder.source_fingerprint(manual)
+  if source is not None:
+    builder.info.metadata[SOURCE_KEY] = source
+  dl_config = tfds.download.DownloadConfig(
+      manual_dir=manual, download_mode=tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS,
+      compute_stats=tfds.download.ComputeStatsMode.SKIP)
+  builder.download_and_prepare(download_config=dl_config, file_format="array_record")
+
+
 def prepare(data_cfg, *, force: bool = False, verbose: bool = True) -> SegmentationBuilder:
   """Prepare the dataset of `data_cfg` unless already prepared; returns the builder.
 
   TFDS writes to `<data_dir>/<builder>/<config>/incomplete.*` and renames to the version
-  folder only when everything is written, so an interrupted prepare is redone next time.
+  folder only when everything is written, so an interrupted prepare is redone next time (and
+  its leftover folder removed once a prepare succeeds). An already prepared dataset whose
+  source fingerprint differs from the config's raises DataSourceMismatchError; force=True
+  prepares it again (the old copy is kept until the new one is complete).
   """
   name = _get(data_cfg, "name")
   if isinstance(name, str) and name.startswith("tfds:"):
-    raise ValueError("catalog datasets are prepared by open_dataset (needs TensorFlow)")
+    raise ValueError("catalog datasets are prepared by psp_jax.data.open_dataset (needs TensorFlow)")
   builder = make_builder(data_cfg)
   if builder.is_prepared() and not force:
+    check_source(builder, data_cfg)
     return builder
   manual = _get(data_cfg, "manual_dir")
   if name not in NO_MANUAL_DIR:
@@ -178,15 +214,21 @@ def prepare(data_cfg, *, force: bool = False, verbose: bool = True) -> Segmentat
     if not os.path.isdir(manual):
       raise FileNotFoundError(f"{builder.name}: data.manual_dir={manual} does not exist; expected the "
                               f"downloaded dataset there:\n{type(builder).__doc__}")
-  stale = list(pathlib.Path(builder.data_path).parent.glob("incomplete.*"))
-  if stale:
-    print(f"[psp_jax.data] note: leftover incomplete prepare folders (an interrupted prepare?): "
-          f"{[str(s) for s in stale]}; preparing again.")
-  mode = (tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS if not force
-          else tfds.download.GenerateMode.FORCE_REDOWNLOAD)
-  dl_config = tfds.download.DownloadConfig(manual_dir=manual, download_mode=mode,
-                                           compute_stats=tfds.download.ComputeStatsMode.SKIP)
-  builder.download_and_prepare(download_config=dl_config, file_format="array_record")
+  started = time.time()
+  replaced = None
+  if builder.is_prepared():  # force: keep the old copy until the new one is complete
+    replaced = pathlib.Path(builder.data_path).with_name(f"replaced.{os.getpid()}.{builder.version}")
+    os.replace(builder.data_path, replaced)
+    builder = make_builder(data_cfg)
+  try:
+    _generate(builder, manual)
+  except BaseException:
+    if replaced is not None and not pathlib.Path(builder.data_path).exists():
+      os.replace(replaced, builder.data_path)
+    raise
+  if replaced is not None:
+    shutil.rmtree(replaced, ignore_errors=True)
+  _remove_leftovers(builder, started)
   if verbose:
     print_report(f"{builder.name}/{builder.builder_config.name}", dict(builder.info.metadata))
   return builder
@@ -196,8 +238,8 @@ def open_dataset(data_cfg, *, prepare_if_needed: bool = True) -> PreparedDataset
   """Random-access (Grain-readable) sources of every split, preparing the dataset if needed."""
   name = _get(data_cfg, "name")
   if isinstance(name, str) and name.startswith("tfds:"):
-    from psp_jax.data.builders.catalog import open_catalog  # pylint: disable=import-outside-toplevel
-    return open_catalog(data_cfg)
+    raise ValueError(f"data.name={name!r} is a TFDS catalog dataset: open it with "
+                     "psp_jax.data.open_dataset (psp_jax.data.datasets)")
   builder = make_builder(data_cfg)
   if not builder.is_prepared():
     if not prepare_if_needed:
@@ -205,6 +247,8 @@ def open_dataset(data_cfg, *, prepare_if_needed: bool = True) -> PreparedDataset
                               f"(complete) at {builder.data_path}; run prepare() (an interrupted prepare leaves "
                               f"only an incomplete.* folder, which never loads)")
     builder = prepare(data_cfg)
+  else:
+    check_source(builder, data_cfg)
   sources = builder.as_data_source()
   metadata = dict(builder.info.metadata or {})
   class_names = tuple(metadata.get("class_names") or builder.class_names())

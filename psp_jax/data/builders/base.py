@@ -17,7 +17,8 @@ when every split is written, so an interrupted prepare never leaves a dataset th
 
 Per-split example counts, image sizes and a per-class pixel histogram are stored in the
 dataset's metadata (`metadata.json`), printed after preparing, with a warning for classes
-that never occur.
+that never occur. So is the fingerprint of the source files and label mapping
+(`source_fingerprint`, psp_jax.data.fingerprint), which later uses compare with the config's.
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core import utils as tfds_utils
 
+from psp_jax.data import fingerprint
 from psp_jax.data import labels as L
 
 log = logging.getLogger(__name__)
@@ -130,6 +132,18 @@ class SegmentationBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
 
   def end_of_split(self, split: str, raw_values_seen: np.ndarray) -> None:
     """Hook called when a split is written (raw_values_seen: bool per raw value)."""
+
+  # --- provenance ------------------------------------------------------------------------
+  def source_fingerprint(self, manual_dir: str | os.PathLike | None) -> dict | None:
+    """The fingerprint (psp_jax.data.fingerprint) of the files this builder prepares from
+    `manual_dir` and of its label mapping; None for generated data (no source files)."""
+    root = self.find_root(pathlib.Path(manual_dir).expanduser()) if manual_dir else None
+    files = sorted({str(src) for items in self.items(root).values() for item in items
+                    for src in (item.image, item.label) if isinstance(src, (str, os.PathLike))})
+    if not files:
+      return None
+    digest = fingerprint.mapping_digest(self.class_names(), self.label_map().table, self.raw_colours())
+    return fingerprint.source_fingerprint(root or os.path.commonpath(files), files, digest)
 
   # --- machinery -------------------------------------------------------------------------
   @property

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from psp_jax.data import labels as L
+from psp_jax.data.prepared import DEFAULT_DATA_DIR, PreparedDataset, get as _get
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +49,6 @@ class _CatalogRecords:
 
 
 def open_catalog(data_cfg):
-  from psp_jax.data.builders import DEFAULT_DATA_DIR, PreparedDataset, _get  # pylint: disable=import-outside-toplevel
   name = _get(data_cfg, "name")[len("tfds:"):]
   if importlib.util.find_spec("tensorflow") is None:
     raise ImportError(f"data.name='tfds:{name}' prepares a TFDS catalog dataset, which needs TensorFlow "

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from psp_jax import checkpoint as ckpt_lib
+from psp_jax import cli_batch, cli_checks, cli_errors
 from psp_jax.evaluate.inference import InferenceSettings, SlidingWindowPredictor
 from psp_jax.models import build
 from psp_jax.preprocessing import Preprocessing
@@ -100,6 +101,7 @@ def predict(checkpoint: str | pathlib.Path, image: np.ndarray) -> np.ndarray:
 
 
 def read_rgb(path: pathlib.Path) -> np.ndarray:
+  """An image file as (H, W, 3) uint8 RGB (ValueError naming the file when unreadable)."""
   try:
     with Image.open(path) as img:
       return np.asarray(img.convert("RGB"))
@@ -107,15 +109,28 @@ def read_rgb(path: pathlib.Path) -> np.ndarray:
     raise ValueError(f"cannot read image {path}: {e}") from e
 
 
-def list_images(path: pathlib.Path) -> list[pathlib.Path]:
+def list_images(path: pathlib.Path, flag: str = "--input") -> list[pathlib.Path]:
+  """[path] for a file, the image files of a folder (sorted; UsageError when there are none)."""
+  path = cli_checks.check_existing(path, flag)
   if path.is_file():
     return [path]
-  if path.is_dir():
-    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-      raise ValueError(f"--input folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-    return files
-  raise ValueError(f"--input {path} does not exist")
+  files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+  if not files:
+    raise cli_errors.UsageError(f"{flag} folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+  return files
+
+
+def _scales(text: str | None) -> tuple[float, ...] | None:
+  if not text:
+    return None
+  try:
+    scales = tuple(float(s) for s in text.split(","))
+  except ValueError:
+    scales = ()
+  if not scales or any(s <= 0 for s in scales):
+    raise cli_errors.UsageError(f"--scales {text}: expected comma-separated positive numbers, "
+                                "e.g. 0.5,0.75,1,1.25,1.5,1.75")
+  return scales
 
 
 def predict_main(argv: list[str]) -> int:
@@ -125,35 +140,41 @@ def predict_main(argv: list[str]) -> int:
   parser.add_argument("--checkpoint", required=True, help="training workdir or checkpoint directory")
   parser.add_argument("--input", required=True, help="an image or a folder of images")
   parser.add_argument("--output", required=True, help="folder for the PNGs (created)")
-  parser.add_argument("--opacity", type=float, default=0.5, help="overlay colour opacity in [0, 1]")
+  parser.add_argument("--opacity", type=cli_checks.unit_interval, default=0.5,
+                      help="overlay colour opacity in [0, 1]")
   parser.add_argument("--flip", action="store_true", help="average with the mirrored image")
   parser.add_argument("--scales", default=None,
                       help="comma-separated scales of the base size, e.g. 0.5,0.75,1,1.25,1.5,1.75")
-  parser.add_argument("--base_size", type=int, default=None, help="long side at scale 1")
+  parser.add_argument("--base_size", type=cli_checks.positive_int, default=None,
+                      help="long side at scale 1")
   parser.add_argument("--crf", default="",
                       help="DenseCRF before the argmax: a preset (v1_deeplab, v1_largefov, "
                            "v2_resnet, v2_vgg) or NAME:key=value,... (psp_jax.postprocess)")
-  args = parser.parse_args(argv)
+  args = cli_checks.parse_args(parser, argv)
+  return cli_errors.run_command("psp-jax predict", lambda _: _predict(args), [])
+
+
+def _predict(args) -> int:
+  """Every readable image of --input labelled; the unreadable ones listed at the end (exit 1)."""
   from tqdm import tqdm  # pylint: disable=import-outside-toplevel
-  try:
-    if not 0.0 <= args.opacity <= 1.0:
-      raise ValueError(f"--opacity must be in [0, 1], got {args.opacity}")
-    files = list_images(pathlib.Path(args.input))
-    scales = tuple(float(s) for s in args.scales.split(",")) if args.scales else None
-    segmenter = Segmenter(args.checkpoint, crf=args.crf or None, flip=args.flip or None,
-                          scales=scales, base_size=args.base_size)
-  except (ValueError, FileNotFoundError) as e:
-    print(f"psp-jax predict: error: {e}", file=sys.stderr)
-    return 1
-  out = pathlib.Path(args.output)
+  prog = "psp-jax predict"
+  cli_checks.check_existing(args.checkpoint, "--checkpoint")
+  files = list_images(pathlib.Path(args.input))
+  out = cli_checks.check_dir(args.output, "--output")
+  segmenter = Segmenter(args.checkpoint, crf=args.crf or None, flip=args.flip or None,
+                        scales=_scales(args.scales), base_size=args.base_size)
   out.mkdir(parents=True, exist_ok=True)
-  for path in tqdm(files, desc="predict", unit="img", disable=len(files) < 2):
+
+  def label_one(path: pathlib.Path) -> None:
     image = read_rgb(path)
     label = segmenter.predict(image)
     colors = colorize(label, segmenter.palette)
     save_index_png(out / f"{path.stem}.png", label, segmenter.palette)
     Image.fromarray(colors).save(out / f"{path.stem}_color.png")
     Image.fromarray(overlay(image, colors, args.opacity)).save(out / f"{path.stem}_overlay.png")
-  print(f"wrote {3 * len(files)} files for {len(files)} image(s) to {out} "
-        f"({segmenter.predictor.describe()})")
-  return 0
+
+  bar = tqdm(files, desc="predict", unit="img", disable=len(files) < 2)
+  failures = cli_batch.for_each(bar, label_one, prog=prog)
+  done = len(files) - len(failures)
+  print(f"wrote {3 * done} files for {done} image(s) to {out} ({segmenter.predictor.describe()})")
+  return cli_batch.finish(prog, failures, len(files), what="image")

@@ -68,8 +68,10 @@ def test_predict_cli_writes_index_color_and_overlay(ckpt, shared_data, tmp_path,
 
 def test_predict_cli_errors_name_the_input(ckpt, tmp_path, capsys):
   assert predict_main(["--checkpoint", str(ckpt), "--input", str(tmp_path / "nope.jpg"),
-                       "--output", str(tmp_path / "o")]) == 1
-  assert "nope.jpg does not exist" in capsys.readouterr().err
-  assert predict_main(["--checkpoint", str(ckpt), "--input", str(tmp_path), "--output",
-                       str(tmp_path / "o"), "--opacity", "2"]) == 1
-  assert "--opacity must be in [0, 1]" in capsys.readouterr().err
+                       "--output", str(tmp_path / "o")]) == 2
+  assert "--input " + str(tmp_path / "nope.jpg") + ": does not exist" in capsys.readouterr().err
+  with pytest.raises(SystemExit) as e:
+    predict_main(["--checkpoint", str(ckpt), "--input", str(tmp_path), "--output",
+                  str(tmp_path / "o"), "--opacity", "2"])
+  assert e.value.code == 2
+  assert "argument --opacity: expected a number in [0, 1], got 2.0" in capsys.readouterr().err

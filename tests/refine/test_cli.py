@@ -109,32 +109,34 @@ def test_bad_input_is_reported_naming_it(tiny_ckpt, tmp_path, capsys):
   one = _write(tmp_path, "one.png", image[:1, :1])
   one_mask = _write(tmp_path, "one_mask.png", mask[:1, :1])
   base = ["refine", "--checkpoint", tiny_ckpt] + FAST
-  cases = [
-      (["--image", str(tmp_path / "nope.jpg"), "--mask", str(msk), "--output", "o.png"], "nope.jpg"),
-      (["--image", str(img), "--mask", str(tmp_path / "nomask.png"), "--output", "o.png"],
-       "nomask.png"),
-      (["--image", str(img), "--mask", str(small), "--output", str(tmp_path / "o.png")],
+  cases = [  # (arguments, exit status: 2 a bad argument, 1 an input that failed, message)
+      (["--image", str(tmp_path / "nope.jpg"), "--mask", str(msk), "--output", "o.png"], 2,
+       "nope.jpg: does not exist; expected a file or a folder"),
+      (["--image", str(img), "--mask", str(tmp_path / "nomask.png"), "--output", "o.png"], 2,
+       "nomask.png: does not exist; expected a file"),
+      (["--image", str(img), "--mask", str(small), "--output", str(tmp_path / "o.png")], 1,
        r"small_mask.png is 20x29 (HxW) but image"),
-      (["--image", str(one), "--mask", str(one_mask), "--output", str(tmp_path / "o.png")],
+      (["--image", str(one), "--mask", str(one_mask), "--output", str(tmp_path / "o.png")], 1,
        "too small"),
-      (["--image", str(img), "--mask", str(msk)], "--output is required"),
-      (["--image", str(img), "--mask", str(msk), "--output", str(tmp_path / "o.jpg")],
+      (["--image", str(img), "--mask", str(msk)], 2, "--output is required"),
+      (["--image", str(img), "--mask", str(msk), "--output", str(tmp_path / "o.jpg")], 2,
        "must be a .png"),
   ]
-  for args, message in cases:
-    assert main.run(base + args) == 1, args
+  for args, status, message in cases:
+    assert main.run(base + args) == status, args
     err = capsys.readouterr().err
-    assert message in err, (message, err)
+    assert message in err and "Traceback" not in err, (message, err)
   # folders: an image without a mask is named
   _write(tmp_path / "ims", "a.png", image)
   _write(tmp_path / "ims", "b.png", image)
   _write(tmp_path / "msks", "a.png", mask)
   assert main.run(base + ["--image", str(tmp_path / "ims"), "--mask", str(tmp_path / "msks"),
                           "--output", str(tmp_path / "o")]) == 1
-  assert "no mask in" in capsys.readouterr().err
+  assert "no file with the stem 'b' in --mask" in capsys.readouterr().err
+  assert (tmp_path / "o" / "a.png").is_file()  # the image that has a mask is still refined
   bad = tmp_path / "ckpt_missing"
   assert main.run(["refine", "--checkpoint", str(bad), "--image", str(img), "--mask", str(msk),
-                   "--output", str(tmp_path / "o.png")]) == 1
+                   "--output", str(tmp_path / "o.png")]) == 2
   assert "does not exist" in capsys.readouterr().err
 
 

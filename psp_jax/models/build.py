@@ -16,6 +16,7 @@ import jax.numpy as jnp
 
 from psp_jax.models import pspnet, refinement, resnet
 from psp_jax.models import segnet
+from psp_jax.models import deeplab, vgg
 from psp_jax.models.contract import ModelFamily
 from psp_jax.models.resnet import BNConfig
 
@@ -27,6 +28,7 @@ _REGISTERED = (
     resnet.FAMILY,
     segnet.FAMILY,
     segnet.BASIC_FAMILY,
+    *deeplab.FAMILIES, vgg.FAMILY,
 )
 FAMILIES: dict[str, ModelFamily] = {f.name: f for f in _REGISTERED}
 

@@ -54,8 +54,8 @@ def max_pool(x: jnp.ndarray, kernel: int, stride: int, padding: int = 0, ceil: b
   if x.ndim != 4:
     raise ValueError(f"max_pool expects NHWC input of rank 4, got shape {x.shape}")
   (ph, pw) = _pads(x.shape[1:3], kernel, stride, padding, ceil)
-  init = jnp.array(-jnp.inf, x.dtype)
-  return lax.reduce_window(x, init, lax.max, (1, kernel, kernel, 1), (1, stride, stride, 1),
+  # A Python-scalar identity lets JAX use its differentiable max-pool primitive.
+  return lax.reduce_window(x, -jnp.inf, lax.max, (1, kernel, kernel, 1), (1, stride, stride, 1),
                            ((0, 0), ph, pw, (0, 0)))
 
 
@@ -67,8 +67,7 @@ def avg_pool(x: jnp.ndarray, kernel: int, stride: int, padding: int = 0, ceil: b
   h, w = x.shape[1:3]
   (ph, pw) = _pads((h, w), kernel, stride, padding, ceil)
   window, strides = (1, kernel, kernel, 1), (1, stride, stride, 1)
-  total = lax.reduce_window(x, jnp.array(0, x.dtype), lax.add, window, strides,
-                            ((0, 0), ph, pw, (0, 0)))
+  total = lax.reduce_window(x, 0.0, lax.add, window, strides, ((0, 0), ph, pw, (0, 0)))
   # Divisor: the window's overlap with the padded input [-padding, L + padding).
   inside = np.zeros((1, h + sum(ph), w + sum(pw), 1), np.float32)
   inside[:, :h + 2 * padding, :w + 2 * padding] = 1.0

@@ -187,3 +187,12 @@ def test_resnet_layout_errors_name_the_field():
     stage_dilations(8, "dense", (3, 4, 6, 3))
   with pytest.raises(ValueError, match="output_stride must be 8, 16 or 32, got 4"):
     stage_dilations(4, "semseg", (3, 4, 6, 3))
+
+
+def test_pools_are_differentiable():
+  """Gradients flow to the max of each window (and evenly for the average)."""
+  x = jnp.asarray(np.random.default_rng(2).standard_normal((1, 7, 6, 2)), jnp.float32)
+  g_max = jax.grad(lambda x: jnp.sum(max_pool(x, 3, 2, 1, True)))(x)
+  g_avg = jax.grad(lambda x: jnp.sum(avg_pool(x, 3, 1, 1)))(x)
+  assert float(jnp.sum(g_max)) == pytest.approx(np.prod(max_pool(x, 3, 2, 1, True).shape))
+  assert float(g_avg[0, 3, 3, 0]) == pytest.approx(1.0)  # an interior pixel is in 9 windows of 1/9

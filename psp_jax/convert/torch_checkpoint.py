@@ -8,6 +8,11 @@
                               config's `init_checkpoint` (PSPNet's 'backbone', CascadePSP's
                               'feats' with its extra input channels zero-initialised).
   --model cascadepsp          hkchengrex/CascadePSP's refinement module -> 'cascadepsp'.
+  --model deeplabv3-torchvision | vgg16-torchvision | deeplabv2-resnet101
+                              torchvision's deeplabv3_resnet*, torchvision's ImageNet vgg16
+                              (--vgg-fc largefov: fc6/fc7 decimated to DeepLab-LargeFOV's shapes),
+                              kazuto1011/deeplab-pytorch's DeepLab v2: see
+                              psp_jax/convert/deeplab_layouts.py and deeplab_targets.py.
 
 Loading is strict: every model array must come from the file with the right shape (an error
 names the torch key and both shapes); unused keys are reported. Architecture fields (depth,
@@ -29,13 +34,13 @@ from flax import traverse_util
 
 from psp_jax.constants import VERSION
 from psp_jax import checkpoint as ckpt_lib
-from psp_jax.convert import layouts
+from psp_jax.convert import deeplab_targets, layouts
 from psp_jax.models import build
 from psp_jax.models.pspnet import PSPNet
 from psp_jax.models.refinement import RefinementModule
 from psp_jax.models.resnet import ResNet
 
-MODELS = ("pspnet", "resnet-deepbase", "resnet-torchvision", "cascadepsp")
+MODELS = ("pspnet", "resnet-deepbase", "resnet-torchvision", "cascadepsp") + deeplab_targets.MODELS
 DEPTH_BY_LAYER3_BLOCKS = {6: 50, 23: 101, 36: 152}
 
 
@@ -160,6 +165,8 @@ def build_target(model: str, sd: Mapping[str, np.ndarray], layers: int | None = 
     width = int(_require(sd, "feats.conv1.weight", "CascadePSP").shape[0])
     net = RefinementModule(depth=_depth(sd, "feats.layer3", layers), width=width)
     return net, layouts.LAYOUTS["cascadepsp"]
+  if model in deeplab_targets.MODELS:
+    return deeplab_targets.build_target(model, sd, layers, num_classes)
   raise ConversionError(f"--model must be one of {MODELS}, got {model!r}")
 
 
@@ -213,6 +220,7 @@ def _sha256(path: pathlib.Path) -> str:
 _PREPROCESSING_EXTRAS = {
     "cascadepsp": dict(align_corners=False, pad_multiple=8, image_pad_value=0.0, mask_pad_value=-1.0,
                        mask_range=[-1.0, 1.0]),
+    **deeplab_targets.PREPROCESSING_EXTRAS,
 }
 
 
@@ -254,8 +262,10 @@ def _read_classes(path: str | pathlib.Path | None, dataset: str | None = None) -
 def convert_checkpoint(torch_path: str | pathlib.Path, model: str, out: str | pathlib.Path, *,
                        layers: int | None = None, num_classes: int | None = None,
                        classes: str | pathlib.Path | None = None, dataset: str | None = None,
-                       force: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
+                       force: bool = False, vgg_fc: str = "full",
+                       log: Callable[[str], None] = print) -> dict[str, Any]:
   """Convert `torch_path` as `model` (one of MODELS) into the checkpoint directory `out`.
+  `vgg_fc` ('full' | 'largefov') applies to vgg16-torchvision only.
   `classes` (a JSON file) or `dataset` (a name in psp_jax.data.classes) adds class names and
   a palette to the meta. Returns the written meta. See the module docstring."""
   if model not in MODELS:
@@ -264,7 +274,7 @@ def convert_checkpoint(torch_path: str | pathlib.Path, model: str, out: str | pa
   if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
     raise FileExistsError(f"{out} exists and is not empty (pass --force to replace it)")
   torch_path = pathlib.Path(torch_path)
-  state_dict = read_torch_state_dict(torch_path)
+  state_dict = deeplab_targets.prepare(model, read_torch_state_dict(torch_path), vgg_fc)
   net, layout = build_target(model, state_dict, layers, num_classes)
   classes_meta = _read_classes(classes, dataset)
   if classes_meta is not None and hasattr(net, "num_classes") and len(classes_meta["names"]) != net.num_classes:
@@ -331,6 +341,9 @@ def convert_main(argv: Sequence[str] | None = None) -> int:
                       help="optional JSON: a list of class names or {'names': [...], 'palette': [...]}")
   parser.add_argument("--dataset", default=None, choices=sorted(_dataset_classes()) or None,
                       help="take class names and palette from this dataset (instead of --classes)")
+  parser.add_argument("--vgg-fc", default="full", choices=("full", "largefov"),
+                      help="vgg16-torchvision: keep fc6/fc7 (7x7 x 4096) or decimate them to "
+                           "DeepLab-LargeFOV's 3x3 x 1024 fc6 and 1024 x 1024 fc7")
   parser.add_argument("--out", required=True, metavar="DIR", help="output checkpoint directory")
   parser.add_argument("--force", action="store_true", help="replace --out if it exists")
   from psp_jax import cli_checks  # pylint: disable=import-outside-toplevel
@@ -344,7 +357,7 @@ def convert_main(argv: Sequence[str] | None = None) -> int:
     cli_checks.check_dir(args.out, "--out")
     convert_checkpoint(args.torch, args.model, args.out, layers=args.layers,
                        num_classes=args.num_classes, classes=args.classes, dataset=args.dataset,
-                       force=args.force)
+                       force=args.force, vgg_fc=args.vgg_fc)
     return 0
   from psp_jax import cli_errors  # pylint: disable=import-outside-toplevel
   return cli_errors.run_command("psp-jax convert", convert, [])

@@ -22,9 +22,9 @@ from psp_jax.train import loop
 STUB_METRICS = {"mIoU": 0.5, "mAcc": 0.5, "aAcc": 0.5}
 
 
-def _random_backbone(cfg) -> dict:
-  """{'params', 'batch_stats'} of the 'resnet' family matching cfg's PSPNet backbone, every
-  leaf drawn at random (positive variances)."""
+def _random_backbone(cfg):
+  """(model, {'params', 'batch_stats'}) of the 'resnet' family matching cfg's PSPNet backbone,
+  every leaf drawn at random (positive variances and scales)."""
   model = build_model({"name": "resnet", "depth": cfg.model.depth, "stem": cfg.model.stem,
                        "width": cfg.model.width})
   abstract = ckpt_lib.init_variables(model, abstract=True)

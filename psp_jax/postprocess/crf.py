@@ -17,6 +17,7 @@ Two filter implementations behind `method`:
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, Mapping
 
 import jax
@@ -83,15 +84,25 @@ def mean_field_core(images: jnp.ndarray, unary: jnp.ndarray, weights: jnp.ndarra
   return q.reshape(b, h, w, k), overflow
 
 
+def default_capacity(h: int, w: int, rgb_std: float) -> int:
+  """Lattice points to allow per image: 6 H W (the most there can be) up to 128x128 pixels,
+  else H W * min(6, 4.5 / rgb_std). Whole 318x500 to 500x500 photos (CamVid, ADE20K, the
+  refinement samples) needed at most 0.85 H W at rgb_std 3, 0.29 at 5 and 0.16 at 10
+  (measured); small crops and downscaled images need more (up to 3.3 H W)."""
+  n = h * w
+  if n <= 128 * 128:
+    return 6 * n
+  return int(math.ceil(n * min(6.0, 4.5 / float(rgb_std))))
+
+
 def mean_field(images, unary, params: CRFParams, *, compatibility=None, method: str = "lattice",
                capacity: int | None = None) -> jnp.ndarray:
   """Batched DenseCRF: images (B, H, W, 3) in 0..255 (uint8 or float), unary (B, H, W, K)
   finite logits -> probabilities (B, H, W, K) float32. Jit-compiled once per shape and static
   setting (kernel weights and standard deviations are traced, except that xy_pos sets the
-  spatial window). capacity: lattice points per image; default 6 H W (the most there can be)
-  up to 128x128 pixels, else 1.5 H W (whole 318x500 to 500x500 photos measured 0.07-0.85 H W
-  at the four presets; small crops and downscaled images need more, up to 3.3 H W). On an
-  overflow it reruns at 6 H W (one more compilation)."""
+  spatial window). capacity: lattice points per image (their rows are blurred every
+  iteration, used or not); default `default_capacity`. On an overflow it reruns at 6 H W,
+  which cannot overflow (one more compilation)."""
   if method not in METHODS:
     raise ValueError(f"mean_field: method must be one of {METHODS}, got {method!r}")
   if images.ndim != 4 or images.shape[-1] != 3:
@@ -115,7 +126,7 @@ def mean_field(images, unary, params: CRFParams, *, compatibility=None, method: 
                           normalisation=params.normalisation, method=method,
                           radius=kernels.default_radius(params.xy_pos, h, w))
   if capacity is None:
-    capacity = 6 * h * w if h * w <= 128 * 128 else (3 * h * w + 1) // 2
+    capacity = default_capacity(h, w, params.rgb_bi)
   q, overflow = run(capacity=capacity)
   if method == "lattice" and capacity < 6 * h * w and bool(overflow):
     q, _ = run(capacity=h * w * 6)

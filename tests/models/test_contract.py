@@ -33,6 +33,8 @@ from psp_jax.train.state import create_train_state
 
 SIZE = 32
 RNG = np.random.default_rng(0)
+# rbg keys: XLA compiles threefry's random init of many-layer models very slowly on CPU
+KEY = jax.random.key(0, impl="rbg")
 
 
 class ToyConv(nn.Module):
@@ -87,14 +89,14 @@ def test_builds_from_config_data_and_writes_it_back(name):
 @pytest.mark.parametrize("name", FAMILIES)
 def test_example_inputs_create_every_variable_and_lr_modules_exist(name):
   family, model = tiny_model(name)
-  variables = ckpt_lib.init_variables(model, 0, abstract=True)
+  variables = ckpt_lib.init_variables(model, KEY, abstract=True)
   params = variables["params"]
   assert params, "no parameters"
   missing = [m for m in family.lr_modules if m not in params]
   assert not missing, f"lr_modules {missing} are not top-level modules of the tiny model ({sorted(params)})"
   # a second forward in training mode creates nothing new
   args, kwargs = family.example_inputs(model, SIZE)
-  full = jax.eval_shape(lambda: model.init(jax.random.key(0), *args, **kwargs))
+  full = jax.eval_shape(lambda: model.init(KEY, *args, **kwargs))
   assert jax.tree.structure(dict(full["params"])) == jax.tree.structure(dict(params))
 
 
@@ -125,12 +127,12 @@ def test_one_data_parallel_train_step(name):
     return
   _, model = tiny_model(name)
   mesh = make_mesh(2)
-  variables = ckpt_lib.init_variables(model, 0)
+  variables = ckpt_lib.init_variables(model, KEY)
   optim = ml_collections.ConfigDict(dict(name="sgd", base_lr=0.1, momentum=0.9, weight_decay=0.0,
                                          schedule="constant",
                                          lr_multipliers={m: 2.0 for m in family.lr_modules}))
   opt = make_optimizer(optim, variables["params"], 10, optional_modules=family.lr_modules)
-  state = create_train_state(variables, opt.tx, jax.random.key(1), mesh)
+  state = create_train_state(variables, opt.tx, jax.random.key(1, impl="rbg"), mesh)
   step, batch = TRAIN_STEPS[family.task](model, family, opt, mesh)
   new_state, metrics = step(state, *batch)
   assert np.isfinite(float(metrics["loss"]))
@@ -154,7 +156,7 @@ def _meta(model, family) -> dict:
 
 def _perturbed(variables):
   """Random values everywhere (BN statistics too), so a load that drops anything shows."""
-  keys = iter(jax.random.split(jax.random.key(3), 10_000))
+  keys = iter(jax.random.split(jax.random.key(3, impl="rbg"), 10_000))
   return jax.tree.map(lambda x: x + 0.1 * jax.random.normal(next(keys), x.shape, x.dtype)
                       if jnp.issubdtype(x.dtype, jnp.floating) else x, variables)
 
@@ -162,12 +164,12 @@ def _perturbed(variables):
 @pytest.mark.parametrize("name", FAMILIES)
 def test_save_load_gives_identical_outputs_and_the_task_runs_on_uint8(name, tmp_path):
   family, model = tiny_model(name)
-  variables = _perturbed(ckpt_lib.init_variables(model, 0))
+  variables = _perturbed(ckpt_lib.init_variables(model, KEY))
   ckpt_lib.save_checkpoint(tmp_path / "ckpt", variables, _meta(model, family))
   loaded_model, loaded = psp_jax.load(tmp_path / "ckpt")
   assert build.model_config(loaded_model) == build.model_config(model)
   args, kwargs = family.example_inputs(model, SIZE)
-  args = tuple(jax.random.normal(jax.random.key(i), a.shape) for i, a in enumerate(args))
+  args = tuple(jnp.asarray(RNG.normal(size=a.shape), jnp.float32) for a in args)
   kwargs.pop("return_aux", None)
   out = model.apply(variables, *args, train=False, **kwargs)
   again = loaded_model.apply(loaded, *args, train=False, **kwargs)
@@ -190,7 +192,7 @@ def test_predict_applies_the_checkpoint_preprocessing(tmp_path):
   """The toy family takes raw BGR: its logits on a uint8 image are the conv of the reversed
   channels, which `predict` must reproduce (a wrong normalisation changes the labels)."""
   family, model = tiny_model(TOY.name)
-  variables = _perturbed(ckpt_lib.init_variables(model, 0))
+  variables = _perturbed(ckpt_lib.init_variables(model, KEY))
   ckpt_lib.save_checkpoint(tmp_path / "ckpt", variables, _meta(model, family))
   image = RNG.integers(0, 256, size=(SIZE, SIZE, 3), dtype=np.uint8)
   expected = np.asarray(model.apply(variables, image[None, ..., ::-1].astype(np.float32))).argmax(-1)[0]

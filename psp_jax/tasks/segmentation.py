@@ -108,8 +108,8 @@ class PredictionLogger:
 def training_task(config, data_cfg, model, global_batch: int, *,
                   evaluate_fn=None) -> TrainingTask:
   """Images + labels, cross-entropy with the auxiliary loss (train.aux_weight) and optional
-  class weights (train.class_weights: one per class, or 'median_frequency' to compute SegNet's
-  from the training labels), mIoU by sliding-window evaluation."""
+  class weights (train.class_weights: one per class; `python -m psp_jax.data.class_weights`
+  computes SegNet's median-frequency ones), mIoU by sliding-window evaluation."""
   from psp_jax.data import train_iterator  # pylint: disable=import-outside-toplevel
   from psp_jax.models.build import family_of  # pylint: disable=import-outside-toplevel
   from psp_jax.train.step import make_train_step  # pylint: disable=import-outside-toplevel
@@ -120,9 +120,6 @@ def training_task(config, data_cfg, model, global_batch: int, *,
   ignore_label = int(get(config.data, "ignore_label", IGNORE_LABEL))
   palette = class_palette(config.data, dataset)
   class_weights = get(config.train, "class_weights")
-  if class_weights == "median_frequency":  # SegNet's balancing, from the training labels
-    from psp_jax.data.class_weights import dataset_class_weights  # pylint: disable=import-outside-toplevel
-    class_weights = dataset_class_weights(data_cfg)
   weights = {"class_weights": tuple(float(w) for w in class_weights)} if class_weights else {}
 
   def make_step(optimizer, mesh):

@@ -60,13 +60,13 @@ def import_torch():
 
 def _torch_load_problem(path: pathlib.Path, error: Exception) -> str:
   """Why torch.load failed, readable: a file that is neither a zip archive (torch.save's format)
-  nor a pickle is named as such with its first bytes (torch itself says only e.g. '101')."""
+  nor a pickle is named as such with its first bytes (torch itself says only e.g. '101');
+  otherwise the first line of torch's error."""
   head = path.read_bytes()[:16]
   if not head:
     return "the file is empty"
   if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
-    return (f"not a PyTorch checkpoint (neither a zip archive nor a pickle; it starts with "
-            f"{head!r}); torch says {type(error).__name__}: {error}")
+    return f"not a PyTorch checkpoint (neither a zip archive nor a pickle; it starts with {head!r})"
   text = str(error).strip().splitlines()
   return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
 

@@ -104,6 +104,12 @@ def test_every_variant_checks_and_builds(variant):
   assert Preprocessing.from_meta(cfg.data) == build.family_of(model).preprocessing
 
 
+def test_v1_minis_clip_gradients():
+  for variant in ("deeplabv1_synthetic_mini", "deeplabv1_camvid_mini"):
+    cfg = dl_configs.get_config(variant)
+    assert cfg.optim.base_lr == 1e-3 and cfg.optim.grad_clip_norm == 10.0
+
+
 def test_unknown_variant():
   with pytest.raises(ValueError, match="unknown config 'nope'; choose one of"):
     dl_configs.get_config("nope")

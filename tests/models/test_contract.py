@@ -132,7 +132,7 @@ def test_one_data_parallel_train_step(name):
                                          schedule="constant",
                                          lr_multipliers={m: 2.0 for m in family.lr_modules}))
   opt = make_optimizer(optim, variables["params"], 10, optional_modules=family.lr_modules)
-  state = create_train_state(variables, opt.tx, jax.random.key(1, impl="rbg"), mesh)
+  state = create_train_state(variables, opt.tx, jax.random.key(1), mesh)  # the state keeps threefry keys
   step, batch = TRAIN_STEPS[family.task](model, family, opt, mesh)
   new_state, metrics = step(state, *batch)
   assert np.isfinite(float(metrics["loss"]))

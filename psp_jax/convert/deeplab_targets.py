@@ -20,6 +20,7 @@ import numpy as np
 
 from psp_jax.convert import deeplab_layouts
 from psp_jax.convert.layouts import strip_prefix
+from psp_jax.convert.state_dict_facts import ConversionError, _blocks, _depth, _require
 from psp_jax.models.deeplab import DeepLabV2, DeepLabV3
 from psp_jax.models.vgg import VGG16Classifier
 
@@ -46,7 +47,6 @@ def build_target(model: str, sd: Mapping[str, np.ndarray], layers: int | None = 
                  num_classes: int | None = None):
   """(flax module, layout) for `model` (module docstring); `sd` as returned by `prepare`."""
   # pylint: disable=import-outside-toplevel
-  from psp_jax.convert.torch_checkpoint import ConversionError, _blocks, _depth, _require
   if model == "deeplabv3-torchvision":
     if "backbone.conv1.weight" not in sd and "conv1.weight" in sd:
       raise ConversionError("this is a plain ResNet (conv1.* keys, no backbone.*): use "

@@ -32,20 +32,17 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 from flax import traverse_util
 
-from psp_jax.constants import VERSION
 from psp_jax import checkpoint as ckpt_lib
+from psp_jax.constants import VERSION
 from psp_jax.convert import deeplab_targets, layouts
+from psp_jax.convert.state_dict_facts import (DEPTH_BY_LAYER3_BLOCKS, ConversionError,  # noqa: F401
+                                              _blocks, _depth, _require)
 from psp_jax.models import build
 from psp_jax.models.pspnet import PSPNet
 from psp_jax.models.refinement import RefinementModule
 from psp_jax.models.resnet import ResNet
 
 MODELS = ("pspnet", "resnet-deepbase", "resnet-torchvision", "cascadepsp") + deeplab_targets.MODELS
-DEPTH_BY_LAYER3_BLOCKS = {6: 50, 23: 101, 36: 152}
-
-
-class ConversionError(ValueError):
-  """The file does not fit the requested model (message says which key and why)."""
 
 
 def import_torch():
@@ -96,31 +93,6 @@ def read_torch_state_dict(path: str | pathlib.Path) -> dict[str, np.ndarray]:
     value = value.detach().cpu()
     out[str(key)] = value.float().numpy() if value.is_floating_point() else value.numpy()
   return layouts.strip_prefix(out, "module.")
-
-
-def _blocks(sd: Mapping[str, Any], prefix: str) -> int:
-  """Number of blocks in a ResNet stage, from keys like `{prefix}.{i}.conv1.weight`."""
-  idx = {int(k[len(prefix) + 1:].split(".")[0]) for k in sd
-         if k.startswith(prefix + ".") and k[len(prefix) + 1:].split(".")[0].isdigit()}
-  return max(idx) + 1 if idx else 0
-
-
-def _depth(sd: Mapping[str, Any], layer3: str, layers: int | None) -> int:
-  if layers is not None:
-    return int(layers)
-  n = _blocks(sd, layer3)
-  if n not in DEPTH_BY_LAYER3_BLOCKS:
-    raise ConversionError(f"cannot tell the ResNet depth: {n} blocks under {layer3!r} "
-                          f"(known: {DEPTH_BY_LAYER3_BLOCKS}); pass --layers")
-  return DEPTH_BY_LAYER3_BLOCKS[n]
-
-
-def _require(sd: Mapping[str, Any], key: str, model: str) -> np.ndarray:
-  if key not in sd:
-    sample = sorted(sd)[:8]
-    raise ConversionError(f"key {key!r} not found: this file does not look like a {model} checkpoint "
-                          f"(its first keys: {sample})")
-  return sd[key]
 
 
 def build_target(model: str, sd: Mapping[str, np.ndarray], layers: int | None = None,

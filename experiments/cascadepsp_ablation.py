@@ -15,7 +15,7 @@ Rows:
   * the cascade length (three passes vs two vs one) is its own table,
     experiments/cascadepsp_passes.py, so that each runs in under 30 minutes at mini scale.
 Paper numbers: the CascadePSP ablation tables were not found in the sources checked
-(/work/shared/reference/paper_numbers.md, section 2: "not found"), so the paper column is empty
+(../shared/reference/paper_numbers.md, section 2: "not found"), so the paper column is empty
 rather than filled from memory. Metrics: IoU and mBA of the refined masks, and of the input
 masks before refinement (IoU_input, mBA_input). Format: psp_jax/ablate/table.py.
 """

@@ -9,7 +9,7 @@ loss terms of skipped passes' outputs (s8a; s8b, s4b) are dropped. The parameter
 for every length (pass 3 uses every module). Each row is trained and evaluated (global + local
 refinement) at its own length. The three-pass row is the same training as the `global_local`
 row of experiments/cascadepsp_ablation.py (same base, overrides and seeds: the same numbers).
-Paper numbers: not located (/work/shared/reference/paper_numbers.md, section 2), so the paper
+Paper numbers: not located (../shared/reference/paper_numbers.md, section 2), so the paper
 column is empty rather than filled from memory. Format: psp_jax/ablate/table.py.
 """
 import pathlib

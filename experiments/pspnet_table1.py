@@ -16,7 +16,7 @@ TABLE = dict(
     seeds={"mini": [0, 1], "paper": [0]},
     metrics=["mIoU", "aAcc"],
     metric_labels={"aAcc": "pixel acc"},
-    paper_source="PSPNet paper Table 1 (/work/shared/reference/paper_numbers.md, section 1)",
+    paper_source="PSPNet paper Table 1 (../shared/reference/paper_numbers.md, section 1)",
     notes=[
         "mini: the synthetic look-alike scenes (193 px), ResNet-18 of width 8, 150 steps; "
         "paper: ADE20K, ResNet-50, 150K iterations (configs/pspnet.py).",

@@ -15,7 +15,7 @@ TABLE = dict(
     seeds={"mini": [0, 1], "paper": [0]},
     metrics=["mIoU", "aAcc"],
     metric_labels={"aAcc": "pixel acc"},
-    paper_source="PSPNet paper Table 2 (/work/shared/reference/paper_numbers.md, section 1)",
+    paper_source="PSPNet paper Table 2 (../shared/reference/paper_numbers.md, section 1)",
     notes=[
         "Every row is the dilated FCN (model.context='none'), as in the paper's Table 2.",
         "mini: the synthetic look-alike scenes (193 px), ResNet-18 of width 8, 150 steps; "

@@ -36,7 +36,7 @@ TABLE = dict(
     seeds={"mini": [0, 1], "paper": [0]},
     metrics=["mIoU", "aAcc"],
     metric_labels={"aAcc": "pixel acc"},
-    paper_source="PSPNet paper Table 3 (/work/shared/reference/paper_numbers.md, section 1)",
+    paper_source="PSPNet paper Table 3 (../shared/reference/paper_numbers.md, section 1)",
     notes=["mini: the synthetic look-alike scenes (193 px), ResNets of width 8, 150 steps; the "
            "paper column is shown for the depth-50 rows only (the paper has no 18/34 rows)."],
     rows=(_rows(18, ("mini",)) + _rows(34, ("mini",)) + _rows(50, ("mini", "paper"))

@@ -32,7 +32,7 @@ TABLE = dict(
     metrics=["mIoU", "aAcc"],
     metric_labels={"aAcc": "pixel acc"},
     paper_source=("PSPNet paper Table 4; the ResNet-50 +MS row from Table 3 "
-                  "(/work/shared/reference/paper_numbers.md, section 1)"),
+                  "(../shared/reference/paper_numbers.md, section 1)"),
     notes=[
         "mini: CamVid at 1/3 size (120x160), ResNet-18 of width 8, 300 steps; paper: ADE20K, "
         "ResNet-50 from ckpts/resnet50_imagenet (psp-jax convert --model resnet-deepbase), 150K "

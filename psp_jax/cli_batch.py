@@ -33,9 +33,15 @@ def _name(item: Any) -> str:
   return str(item)
 
 
+def _stderr(message: str) -> None:
+  print(message, file=sys.stderr, flush=True)
+
+
 def for_each(items: Iterable[Any], process: Callable[[Any], None], *, prog: str,
-             name: Callable[[Any], str] = _name) -> list[Failure]:
-  """process(item) for every item; expected errors are collected (and reported), not raised."""
+             name: Callable[[Any], str] = _name,
+             say: Callable[[str], None] = _stderr) -> list[Failure]:
+  """process(item) for every item; expected errors are collected (and reported through `say`,
+  e.g. tqdm.write beside a progress bar), not raised."""
   failures = []
   for item in items:
     try:
@@ -44,8 +50,7 @@ def for_each(items: Iterable[Any], process: Callable[[Any], None], *, prog: str,
       if not cli_errors.is_expected(e):
         raise
       failures.append(Failure(name(item), cli_errors.describe(e)))
-      print(f"{prog}: warning: skipped {failures[-1].name}: {failures[-1].reason}",
-            file=sys.stderr, flush=True)
+      say(f"{prog}: warning: skipped {failures[-1].name}: {failures[-1].reason}")
   return failures
 
 

@@ -111,4 +111,20 @@ def run_command(prog: str, main: Callable[[list[str]], int | None], argv: Sequen
       raise
     return status
   finally:
-    gc.collect()
+    release_worker_resources()
+
+
+def release_worker_resources() -> None:
+  """Finalise what a command left in reference cycles (Grain iterators stop their worker
+  processes), then wait for Grain's asynchronous shared-memory deletions: an array's segment is
+  unlinked by a thread pool, which the interpreter does not wait for, so without this the
+  resource tracker reports them as leaked at exit."""
+  gc.collect()
+  shm = sys.modules.get("grain._src.python.ipc.shared_memory_array")
+  cls = getattr(shm, "SharedMemoryArray", None)
+  pool = getattr(cls, "_del_thread_pool", None)
+  if pool is not None:
+    cls._del_thread_pool = None  # later deletions run synchronously
+    cls._outstanding_del_requests = None
+    pool.close()
+    pool.join()

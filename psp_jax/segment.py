@@ -174,7 +174,8 @@ def _predict(args) -> int:
     Image.fromarray(overlay(image, colors, args.opacity)).save(out / f"{path.stem}_overlay.png")
 
   bar = tqdm(files, desc="predict", unit="img", disable=len(files) < 2)
-  failures = cli_batch.for_each(bar, label_one, prog=prog)
+  failures = cli_batch.for_each(bar, label_one, prog=prog,
+                                say=lambda msg: tqdm.write(msg, file=sys.stderr))
   done = len(files) - len(failures)
   print(f"wrote {3 * done} files for {done} image(s) to {out} ({segmenter.predictor.describe()})")
   return cli_batch.finish(prog, failures, len(files), what="image")

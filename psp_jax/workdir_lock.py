@@ -64,14 +64,15 @@ def read_holder(path: pathlib.Path) -> Holder | None:
 
 
 class WorkdirLock:
-  """Context manager holding the lock of `workdir` (created if missing) for `purpose`."""
+  """Context manager holding the lock of `workdir` (created if missing) for `purpose` (the
+  command, e.g. 'psp-jax train': it prefixes the notes printed to stderr)."""
 
   def __init__(self, workdir: str | os.PathLike, purpose: str, *,
                say: Callable[[str], None] | None = None):
     self.workdir = pathlib.Path(workdir).expanduser().absolute()
     self.path = self.workdir / LOCK_NAME
     self.purpose = purpose
-    self.say = say or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    self.say = say or (lambda msg: print(f"{purpose}: {msg}", file=sys.stderr, flush=True))
     self._fd: int | None = None
 
   def acquire(self) -> None:

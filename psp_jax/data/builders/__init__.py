@@ -32,7 +32,6 @@ from psp_jax.data.builders.synthetic import PspSynthetic
 from psp_jax.data.builders.voc import PspVoc
 from psp_jax.data.prepared import DEFAULT_DATA_DIR, PreparedDataset, get as _get  # noqa: F401
 
-log = logging.getLogger(__name__)
 
 BUILDERS: dict[str, type[SegmentationBuilder]] = {
     "ade20k": PspAde20k, "voc": PspVoc, "cityscapes": PspCityscapes, "camvid": PspCamvid,
@@ -136,8 +135,7 @@ def print_report(name: str, metadata: Mapping[str, Any]) -> list[str]:
     elif absent:
       warnings.append(f"{name} split {split!r}: classes never occur: {absent}")
   print("\n".join(lines))
-  for w in warnings:
-    log.warning(w)
+  for w in warnings:  # printed once (not also logged: that printed every warning twice)
     print(f"[psp_jax.data] WARNING: {w}")
   return warnings
 

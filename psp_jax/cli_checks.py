@@ -109,26 +109,21 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Nam
   return parser.parse_args(argv)
 
 
-def positive_int(text: str) -> int:
-  """argparse type: an integer >= 1."""
-  try:
-    value = int(text)
-  except ValueError:
-    raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-  if value < 1:
-    raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-  return value
+def _int_at_least(low: int):
+  """argparse type: an integer >= low (the message names the bound and the text)."""
+  def parse(text: str) -> int:
+    try:
+      value = int(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}") from None
+    if value < low:
+      raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
+    return value
+  return parse
 
 
-def non_negative_int(text: str) -> int:
-  """argparse type: an integer >= 0."""
-  try:
-    value = int(text)
-  except ValueError:
-    raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-  if value < 0:
-    raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-  return value
+positive_int = _int_at_least(1)  # argparse type: an integer >= 1
+non_negative_int = _int_at_least(0)  # argparse type: an integer >= 0
 
 
 def unit_interval(text: str) -> float:

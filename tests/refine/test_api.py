@@ -130,7 +130,7 @@ def test_errors(refiner, tmp_path):
   other = tmp_path / "pspnet"
   checkpoint.save_checkpoint(other, {"params": {"w": np.zeros(2, np.float32)}},
                              {"format_version": 1, "model": {"name": "pspnet"}})
-  with pytest.raises(ValueError, match="needs a 'cascadepsp' checkpoint"):
+  with pytest.raises(ValueError, match="'pspnet' checkpoint .segmentation. cannot refine masks; Refiner needs a refinement checkpoint such as 'cascadepsp'"):
     api.Refiner(other)
 
 

@@ -65,10 +65,11 @@ def test_crash_preemption_and_resume_end_bit_identical_to_the_uninterrupted_run(
 
 
 def test_evaluate_command_on_a_cascadepsp_config(runs, tmp_path):
-  """`psp-jax evaluate --config configs/cascadepsp.py:demo`: the model comes from the
-  checkpoint, the data and the evaluation protocol from the config and its overrides."""
+  """`psp-jax evaluate --config configs/cascadepsp.py:demo` with the overrides the checkpoint
+  was trained with (a model mismatch is refused: tests/reliability), the data and the
+  evaluation protocol from the config and its overrides."""
   output = tmp_path / "metrics.json"
-  overrides = {"data.data_dir": str(runs["data_dir"]), "data.synthetic.num_train": "8",
+  overrides = {"model.width": "8", "model.passes": "1", "data.data_dir": str(runs["data_dir"]), "data.synthetic.num_train": "8",
                "data.synthetic.num_val": "3", "data.synthetic.size": "(64, 64)",
                "eval.stages": "global", "eval.L": "64", "eval.max_images": "2"}
   proc = subprocess.run(

@@ -4,8 +4,18 @@ import os
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                            " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# the commands' persistent compilation cache stays off unless a test turns it on (into tmp)
-os.environ.setdefault("PSP_JAX_COMPILATION_CACHE", "off")
+# One persistent XLA compilation cache for the whole run, shared by both xdist workers, every
+# test and every `psp-jax` subprocess (which inherit the environment): a program compiled once
+# (a resumed run's step, the tiny model several tests train) is loaded, not compiled, the next
+# time. It lives in this checkout's .pytest_cache, so a fresh clone (CI) starts cold; a size
+# limit turns on JAX's file lock, so concurrent writers never expose a half-written entry.
+# Tests of the cache itself set their own folder.
+_XLA_CACHE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          ".pytest_cache", "xla")
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _XLA_CACHE)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
+os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(8 * 2**30))
+os.environ.setdefault("PSP_JAX_COMPILATION_CACHE", _XLA_CACHE)
 
 import pathlib  # noqa: E402
 import sys  # noqa: E402

@@ -1,4 +1,6 @@
 """The refinement module's data-parallel train step: global-batch semantics and learning."""
+import functools
+
 import numpy as np
 import pytest
 
@@ -33,13 +35,33 @@ def _batch(n=8, size=32, seed=0):
   return images, seg, gt
 
 
-def _run(num_devices, steps=1, seed=0, model=MODEL):
+# rbg keys: XLA compiles threefry's random init of a many-layer module slowly on CPU (3x here)
+KEY = jax.random.key(0, impl="rbg")
+
+
+@functools.lru_cache(maxsize=None)
+def _initial(model=MODEL):
+  return jax.device_get(ckpt_lib.init_variables(model, KEY))
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled(num_devices: int, model=MODEL):
+  """(mesh, optimizer, step) per device count and model, compiled once for the whole module:
+  every test of one shape reuses the same program."""
   mesh = make_mesh(num_devices)
-  variables = ckpt_lib.init_variables(model, jax.random.key(0))
-  opt = make_optimizer(OPTIM, variables["params"], 10)
-  state = create_train_state(variables, opt.tx, jax.random.key(1), mesh)
-  step = make_refine_train_step(model, opt, mesh)
-  images, seg, gt = _batch(seed=seed)
+  opt = make_optimizer(OPTIM, _initial(model)["params"], 10)
+  return mesh, opt, make_refine_train_step(model, opt, mesh, donate=False)
+
+
+def _state(num_devices, model=MODEL):
+  mesh, opt, _ = _compiled(num_devices, model)
+  return create_train_state(_initial(model), opt.tx, jax.random.key(1), mesh)
+
+
+def _run(num_devices, steps=1, seed=0, model=MODEL, batch=None):
+  step = _compiled(num_devices, model)[2]
+  state = _state(num_devices, model)
+  images, seg, gt = batch or _batch(seed=seed)
   history = []
   for _ in range(steps):
     state, metrics = step(state, images, seg, gt)
@@ -58,7 +80,7 @@ def test_eight_devices_equal_one_device_on_the_global_batch():
   # two reductions, so parameters agree to within one update (the gradient norm above is tight)
   moved = 0
   for a, b, a0 in zip(jax.tree.leaves(jax.device_get(s8.params)), jax.tree.leaves(jax.device_get(s1.params)),
-                      jax.tree.leaves(ckpt_lib.init_variables(MODEL, jax.random.key(0))["params"])):
+                      jax.tree.leaves(_initial()["params"])):
     np.testing.assert_allclose(a, b, atol=2.5 * OPTIM.base_lr)
     moved += int(np.sum(np.abs(a - a0) > 0.5 * OPTIM.base_lr))
   assert moved > 1000
@@ -70,7 +92,7 @@ def test_eight_devices_equal_one_device_on_the_global_batch():
 
 
 def test_loss_decreases_and_schedule_steps():
-  _, hist = _run(2, steps=8)
+  _, hist = _run(1, steps=8)
   losses = [h["loss"] for h in hist]
   assert losses[-1] < losses[0] * 0.9, losses
   assert hist[0]["lr/base"] == pytest.approx(2.25e-4)
@@ -78,18 +100,14 @@ def test_loss_decreases_and_schedule_steps():
 
 
 def test_a_one_pass_cascade_trains_on_the_pass3_terms_only():
-  _, hist = _run(2, steps=3, model=RefinementModule(depth=18, width=8, passes=1))
+  _, hist = _run(1, steps=3, model=RefinementModule(depth=18, width=8, passes=1))
   terms = sorted(k for k in hist[0] if k.startswith(("ce/", "l1l2/")))
   assert terms == ["ce/s4c", "ce/s8c", "l1l2/s1", "l1l2/s4c"]
   assert hist[-1]["loss"] < hist[0]["loss"]
 
 
 def test_invalid_gt_values_are_counted():
-  mesh = make_mesh(1)
-  variables = ckpt_lib.init_variables(MODEL, jax.random.key(0))
-  opt = make_optimizer(OPTIM, variables["params"], 10)
-  state = create_train_state(variables, opt.tx, jax.random.key(1), mesh)
-  images, seg, gt = _batch(n=2)
+  images, seg, gt = _batch()
   gt[0, 0, :5] = 255
-  _, metrics = make_refine_train_step(MODEL, opt, mesh)(state, images, seg, gt)
-  assert int(metrics["invalid_label_pixels"]) == 5
+  _, hist = _run(1, batch=(images, seg, gt))
+  assert int(hist[0]["invalid_label_pixels"]) == 5

@@ -24,7 +24,7 @@ def train(steps: int, batch_size: int, **extra) -> ml_collections.ConfigDict:
       bn_group_size=ml_collections.FieldReference(None, field_type=int), frozen_bn=False,
       init_checkpoint="", checkpoint_every=5000, keep_checkpoints=3, log_every=50,
       num_devices=ml_collections.FieldReference(None, field_type=int), debug_nan_at_step=0,
-      **extra))
+      native_loss=False, **extra))
 
 
 def sgd_poly(base_lr: float, lr_multipliers: dict, weight_decay: float = 1e-4,

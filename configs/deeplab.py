@@ -24,11 +24,11 @@ Recipes (shared/specs/deeplab_segnet.md; every number is tested in tests/configs
                            that train in minutes on a CPU (rates reduced where the feature map is
                            small; see each docstring).
 
-Caveats of the present training step (psp_jax/train/step.py), which computes the loss on the
-logits upsampled to the crop: v1's loss on the 41x41 logits against label_shrink(label, 8) and
-v2's per-scale MSC loss exist as psp_jax/train/deeplab_losses.py (models: `native=True`) but are
-not yet what `psp-jax train` minimises; v3's recipe (loss at the crop) is what it runs. The
-data pipeline draws scales from a continuous range (v3's 0.25 step is not modelled).
+Losses: the v1 and v2 recipes set train.native_loss=True, so `psp-jax train` minimises the
+families' own losses (psp_jax/train/deeplab_losses.py on `native=True` outputs): v1's CE of
+the 41x41 logits against label_shrink(label, 8) (crops must be 8k + 1), v2's sum of the MSC
+outputs' CE against nearest-resized labels. v3 trains on the CE at the crop (its recipe).
+The data pipeline draws scales from a continuous range (v3's 0.25 step is not modelled).
 The fields are those of configs/pspnet.py; `model.*` are the DeepLabV1/V2/V3 constructor fields.
 """
 from __future__ import annotations
@@ -67,7 +67,7 @@ def _step_schedule(optim: ml_collections.ConfigDict, fractions: tuple, factor: f
 
 def _config(model: dict, data_cfg, *, steps: int, batch: int, crop, lr: float, wd: float,
             multipliers: dict, eval_crop, base_size=None, aux_weight: float = 0.0,
-            frozen_bn: bool = False) -> ml_collections.ConfigDict:
+            frozen_bn: bool = False, native_loss: bool = False) -> ml_collections.ConfigDict:
   classes = ml_collections.FieldReference(model["num_classes"])
   model = dict(model, num_classes=classes, dtype="float32")
   crop = tuple(crop) if isinstance(crop, (tuple, list)) else (crop, crop)
@@ -77,6 +77,7 @@ def _config(model: dict, data_cfg, *, steps: int, batch: int, crop, lr: float, w
                     common.sgd_poly(lr, multipliers, weight_decay=wd),
                     common.segmentation_eval(eval_crop, base_size))
   cfg.train.frozen_bn = frozen_bn
+  cfg.train.native_loss = native_loss
   cfg.data.num_classes = classes
   cfg.data.crop_size = crop
   return cfg
@@ -98,7 +99,8 @@ def deeplabv1_largefov_voc() -> ml_collections.ConfigDict:
   """LargeFOV on VOC train_aug: crop 321 + mirror, batch 20, lr 1e-3 (fc8 x10, bias x20),
   step x0.1 at 2000 and 4000 of 6000; evaluation pads to 513 (one window per image)."""
   cfg = _config(_v1_model(21), _augment(_caffe_input(data.voc()), 1.0, 1.0), steps=6000, batch=20,
-                crop=321, lr=1e-3, wd=5e-4, multipliers=dict(V1_MULTIPLIERS), eval_crop=513)
+                crop=321, lr=1e-3, wd=5e-4, multipliers=dict(V1_MULTIPLIERS), eval_crop=513,
+                native_loss=True)
   _step_schedule(cfg.optim, (1 / 3, 2 / 3))
   cfg.train.checkpoint_every = 2000
   cfg.eval.every = 2000
@@ -108,7 +110,8 @@ def deeplabv1_largefov_voc() -> ml_collections.ConfigDict:
 def deeplabv1_largefov_voc_poly() -> ml_collections.ConfigDict:
   """The recipe's option: poly 0.9, batch 10, 20k iterations."""
   cfg = _config(_v1_model(21), _augment(_caffe_input(data.voc()), 1.0, 1.0), steps=20_000, batch=10,
-                crop=321, lr=1e-3, wd=5e-4, multipliers=dict(V1_MULTIPLIERS), eval_crop=513)
+                crop=321, lr=1e-3, wd=5e-4, multipliers=dict(V1_MULTIPLIERS), eval_crop=513,
+                native_loss=True)
   return cfg
 
 
@@ -132,7 +135,7 @@ def deeplabv2_resnet101_voc() -> ml_collections.ConfigDict:
   COCO-pretrained weights (psp-jax convert --model deeplabv2-resnet101)."""
   return _config(_v2_model(21), _augment(_caffe_input(data.voc()), 0.5, 1.5), steps=20_000, batch=10,
                  crop=321, lr=2.5e-4, wd=5e-4, multipliers=_v2_multipliers(4), eval_crop=513,
-                 frozen_bn=True)
+                 frozen_bn=True, native_loss=True)
 
 
 # ---- DeepLab v3 ---------------------------------------------------------------------------
@@ -205,20 +208,22 @@ def _mini(cfg: ml_collections.ConfigDict, steps: int, batch: int = 8) -> ml_coll
   return cfg
 
 
-def _synthetic(model: dict, caffe: bool, lr: float, multipliers: dict) -> ml_collections.ConfigDict:
+def _synthetic(model: dict, caffe: bool, lr: float, multipliers: dict,
+               native_loss: bool) -> ml_collections.ConfigDict:
   data_cfg = _caffe_input(data.synthetic()) if caffe else data.synthetic()
   cfg = _config(model, data_cfg, steps=150, batch=8, crop=193, lr=lr, wd=1e-4,
-                multipliers=multipliers, eval_crop=193, base_size=193)
+                multipliers=multipliers, eval_crop=193, base_size=193, native_loss=native_loss)
   return _mini(cfg, 150)
 
 
-def _camvid(model: dict, caffe: bool, lr: float, multipliers: dict) -> ml_collections.ConfigDict:
+def _camvid(model: dict, caffe: bool, lr: float, multipliers: dict,
+            native_loss: bool) -> ml_collections.ConfigDict:
   """CamVid at a third of its size, as configs/pspnet.py:camvid_mini (121x161 crops)."""
   data_cfg = _caffe_input(data.camvid()) if caffe else data.camvid()
   data_cfg.augmentation.scale_min = 1.0 / 6.0
   data_cfg.augmentation.scale_max = 2.0 / 3.0
   cfg = _config(model, data_cfg, steps=300, batch=8, crop=(121, 161), lr=lr, wd=1e-4,
-                multipliers=multipliers, eval_crop=(121, 161), base_size=160)
+                multipliers=multipliers, eval_crop=(121, 161), base_size=160, native_loss=native_loss)
   return _mini(cfg, 300)
 
 
@@ -237,32 +242,32 @@ def _v1_mini(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 def deeplabv1_synthetic_mini() -> ml_collections.ConfigDict:
   """v1 on the synthetic scenes, 193 px (25x25 pool5: rate 12 fits), width 8."""
-  return _v1_mini(_synthetic(_v1_model(11, **MINI_V1), True, 1e-3, dict(V1_MULTIPLIERS)))
+  return _v1_mini(_synthetic(_v1_model(11, **MINI_V1), True, 1e-3, dict(V1_MULTIPLIERS), True))
 
 
 def deeplabv2_synthetic_mini() -> ml_collections.ConfigDict:
   """v2 (MSRA ResNet-50 of width 4, MSC, rates 6-24 on a 25x25 map) on the synthetic scenes."""
-  return _synthetic(_v2_model(11, **MINI_V2), True, 0.01, _v2_multipliers(4))
+  return _synthetic(_v2_model(11, **MINI_V2), True, 0.01, _v2_multipliers(4), True)
 
 
 def deeplabv3_synthetic_mini() -> ml_collections.ConfigDict:
   """v3 (ResNet-18 of width 8, OS16: a 13x13 map, so rates 3/6/9) on the synthetic scenes."""
-  return _synthetic(_v3_model(11, **MINI_V3), False, 0.02, {})
+  return _synthetic(_v3_model(11, **MINI_V3), False, 0.02, {}, False)
 
 
 def deeplabv1_camvid_mini() -> ml_collections.ConfigDict:
   """v1 on CamVid at 121x161 (16x21 pool5: rate 12 fits)."""
-  return _v1_mini(_camvid(_v1_model(11, **MINI_V1), True, 1e-3, dict(V1_MULTIPLIERS)))
+  return _v1_mini(_camvid(_v1_model(11, **MINI_V1), True, 1e-3, dict(V1_MULTIPLIERS), True))
 
 
 def deeplabv2_camvid_mini() -> ml_collections.ConfigDict:
   """v2 on CamVid at 121x161 (a 16x21 map: rates 3/6/9/12)."""
-  return _camvid(_v2_model(11, rates=(3, 6, 9, 12), **MINI_V2), True, 0.01, _v2_multipliers(4))
+  return _camvid(_v2_model(11, rates=(3, 6, 9, 12), **MINI_V2), True, 0.01, _v2_multipliers(4), True)
 
 
 def deeplabv3_camvid_mini() -> ml_collections.ConfigDict:
   """v3 on CamVid at 121x161 (OS16: an 8x11 map, rates 3/6/9)."""
-  return _camvid(_v3_model(11, **MINI_V3), False, 0.02, {})
+  return _camvid(_v3_model(11, **MINI_V3), False, 0.02, {}, False)
 
 
 VARIANTS = (deeplabv1_largefov_voc, deeplabv1_largefov_voc_poly, deeplabv2_resnet101_voc,

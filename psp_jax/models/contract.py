@@ -27,6 +27,13 @@ What a family provides:
                   (psp_jax.preprocessing.Preprocessing: value scale, mean/std, channel order);
                   configs set data.mean/std/input_scale/channel_order to it, training writes the
                   data config's into the checkpoint meta, predict/evaluate apply the meta's.
+  native_loss     '' (default): the segmentation step trains on cross-entropy of the
+                  input-size logits (+ aux). Else 'module:function', the recipe's own loss
+                  (DeepLab v1's shrunk labels, v2's multi-scale sum), used when the config sets
+                  train.native_loss=True: fn(outputs of `__call__(images, train=True,
+                  native=True)`, labels (N, H, W) int, ignore_label) -> NativeObjective
+                  (psp_jax/train/losses.py). A path, not a function, so that model code never
+                  imports training code.
   tiny            constructor fields of a tiny instance (a few channels, works at 32-64 px):
                   what the contract test (tests/models/test_contract.py) and smoke tests build.
   bn              every module takes a `bn: BNConfig` field (sync axis, groups, frozen) given
@@ -56,6 +63,7 @@ class ModelFamily:
   lr_modules: tuple[str, ...] = ()
   preprocessing: Preprocessing = Preprocessing()
   tiny: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  native_loss: str = ""
 
   def __post_init__(self):
     if self.task not in TASKS:
@@ -65,6 +73,9 @@ class ModelFamily:
       raise ValueError(f"family {self.name!r}: {self.module.__name__} needs a `bn: BNConfig` field")
     if self.task == "segmentation" and "num_classes" not in fields:
       raise ValueError(f"family {self.name!r}: a segmentation module needs a `num_classes` field")
+    if self.native_loss and (":" not in self.native_loss or self.task != "segmentation"):
+      raise ValueError(f"family {self.name!r}: native_loss must be 'module:function' of a "
+                       f"segmentation family, got {self.native_loss!r} ({self.task})")
 
   def config_fields(self) -> tuple[str, ...]:
     """The constructor fields that config data may set (all but bn, parent, name), in order."""

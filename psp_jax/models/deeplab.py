@@ -296,12 +296,14 @@ class DeepLabV3(nn.Module):
 FAMILY_V1 = ModelFamily(name="deeplabv1", module=DeepLabV1, task="segmentation",
                         example_inputs=fitting_inputs(), lr_modules=("backbone", "head"),
                         preprocessing=CAFFE_PREPROCESSING,
-                        tiny=dict(num_classes=3, width=4, rate=2, fc_features=8))
+                        tiny=dict(num_classes=3, width=4, rate=2, fc_features=8),
+                        native_loss="psp_jax.train.deeplab_losses:v1_objective")
 FAMILY_V2 = ModelFamily(name="deeplabv2", module=DeepLabV2, task="segmentation",
                         example_inputs=fitting_inputs(), lr_modules=("backbone", "aspp"),
                         preprocessing=CAFFE_PREPROCESSING,
                         tiny=dict(num_classes=3, backbone_type="vgg", width=4, fc_features=4,
-                                  rates=(1, 2), scales=(1.0, 0.5)))
+                                  rates=(1, 2), scales=(1.0, 0.5)),
+                        native_loss="psp_jax.train.deeplab_losses:msc_objective")
 FAMILY = ModelFamily(name="deeplabv3", module=DeepLabV3, task="segmentation",
                      example_inputs=fitting_inputs(return_aux=True),
                      lr_modules=("backbone", "head", "aux_head"),

@@ -105,6 +105,20 @@ class PredictionLogger:
       writer.image(step, f"eval/prediction_{k}", panel)
 
 
+def native_objective(config, model):
+  """The family's own loss when train.native_loss is True (ModelFamily.native_loss), else None;
+  an error names the key when the family has none."""
+  if not bool(get(config.train, "native_loss", False)):
+    return None
+  from psp_jax.models.build import family_of  # pylint: disable=import-outside-toplevel
+  from psp_jax.train.losses import resolve_native_loss  # pylint: disable=import-outside-toplevel
+  family = family_of(model)
+  if not family.native_loss:
+    raise ValueError(f"train.native_loss=True but the {family.name!r} family has no native loss "
+                     "(it trains on the cross-entropy of the input-size logits): set it False")
+  return resolve_native_loss(family.native_loss)
+
+
 def training_task(config, data_cfg, model, global_batch: int, *,
                   evaluate_fn=None) -> TrainingTask:
   """Images + labels, cross-entropy with the auxiliary loss (train.aux_weight) and optional
@@ -121,13 +135,14 @@ def training_task(config, data_cfg, model, global_batch: int, *,
   palette = class_palette(config.data, dataset)
   class_weights = get(config.train, "class_weights")
   weights = {"class_weights": tuple(float(w) for w in class_weights)} if class_weights else {}
+  native_loss = native_objective(config, model)
 
   def make_step(optimizer, mesh):
     return make_train_step(
         model, optimizer, mesh, num_classes=num_classes,
         aux_weight=float(get(config.train, "aux_weight", 0.4)), ignore_label=ignore_label,
         sync_bn=bool(get(config.train, "sync_bn", True)),
-        bn_group_size=config.train.get("bn_group_size"), **weights)
+        bn_group_size=config.train.get("bn_group_size"), native_loss=native_loss, **weights)
 
   return TrainingTask(
       name=NAME, meta=segmentation_meta(config, model, dataset, palette),

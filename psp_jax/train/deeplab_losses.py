@@ -16,7 +16,7 @@ from typing import Mapping
 import jax.numpy as jnp
 import numpy as np
 
-from psp_jax.train.losses import IGNORE_LABEL, cross_entropy_sum
+from psp_jax.train.losses import IGNORE_LABEL, NativeObjective, cross_entropy_sum
 
 Terms = dict[str, tuple[jnp.ndarray, jnp.ndarray]]
 
@@ -66,3 +66,20 @@ def msc_loss_terms(outputs: Mapping[str, jnp.ndarray], labels: jnp.ndarray,
 def total(terms: Terms) -> jnp.ndarray:
   """Sum over terms of the mean CE (sum / count; 0 for a term with no labelled pixel)."""
   return sum(s / jnp.maximum(c, 1.0) for s, c in terms.values())
+
+
+def v1_objective(outputs: Mapping[str, jnp.ndarray], labels: jnp.ndarray,
+                 ignore_label: int = IGNORE_LABEL) -> NativeObjective:
+  """DeepLab v1's training loss (FAMILY_V1.native_loss): `v1_loss_terms`; accuracy on the
+  stride-8 logits against the shrunk labels."""
+  return NativeObjective(v1_loss_terms(outputs, labels, ignore_label=ignore_label),
+                         outputs["logits"], label_shrink(labels, 8))
+
+
+def msc_objective(outputs: Mapping[str, jnp.ndarray], labels: jnp.ndarray,
+                  ignore_label: int = IGNORE_LABEL) -> NativeObjective:
+  """DeepLab v2's training loss (FAMILY_V2.native_loss): `msc_loss_terms` summed over the MSC
+  outputs; accuracy on the fused output ('max', or the only scale's)."""
+  primary = outputs["max"] if "max" in outputs else outputs["scale_1"]
+  return NativeObjective(msc_loss_terms(outputs, labels, ignore_label), primary,
+                         resize_labels_nearest(labels, primary.shape[1:3]))

@@ -12,8 +12,9 @@ so the count stays the pixel count. This is NOT PyTorch's weighted mean
 """
 from __future__ import annotations
 
+import importlib
 import math
-from typing import Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import jax.numpy as jnp
 import numpy as np
@@ -76,3 +77,21 @@ def invalid_label_count(labels: jnp.ndarray, num_classes: int, ignore_label: int
   labels = labels.astype(jnp.int32)
   bad = (labels != ignore_label) & ((labels < 0) | (labels >= num_classes))
   return jnp.sum(bad).astype(jnp.int32)
+
+
+class NativeObjective(NamedTuple):
+  """A recipe's own loss on a model's native outputs (ModelFamily.native_loss): `terms`
+  {name: (sum, count)} (the loss is the sum over terms of the global sum / global count), and
+  the primary output with the labels at its resolution, for the accuracy metrics."""
+  terms: dict
+  logits: jnp.ndarray
+  labels: jnp.ndarray
+
+
+def resolve_native_loss(path: str) -> Callable[..., NativeObjective]:
+  """'module:function' (ModelFamily.native_loss) -> the function."""
+  module, _, name = path.partition(":")
+  try:
+    return getattr(importlib.import_module(module), name)
+  except (ImportError, AttributeError) as e:
+    raise ValueError(f"native_loss {path!r} cannot be resolved ({e})") from e

@@ -71,7 +71,8 @@ def compile_data_parallel(local_step: Callable, mesh: Mesh, *, num_batch_args: i
 def make_train_step(model: nn.Module, optimizer: Optimizer, mesh: Mesh, *, num_classes: int,
                     aux_weight: float = 0.4, ignore_label: int = IGNORE_LABEL,
                     sync_bn: bool = True, bn_group_size: int | None = None,
-                    donate: bool = True, class_weights: Sequence[float] | None = None) -> Callable:
+                    donate: bool = True, class_weights: Sequence[float] | None = None,
+                    native_loss: Callable | None = None) -> Callable:
   """Returns `step(state, images, labels) -> (state, metrics)`, jit-compiled over `mesh`.
 
   images (B, H, W, C) float and labels (B, H, W) int are GLOBAL batches sharded over 'data'
@@ -83,18 +84,37 @@ def make_train_step(model: nn.Module, optimizer: Optimizer, mesh: Mesh, *, num_c
   class_weights: None (every labelled pixel weighs 1: the default) or one weight per class for
   the main and aux losses, normalised by the labelled-pixel count as Caffe does (see
   psp_jax.train.losses); checked here, before anything is compiled.
+  native_loss: None (cross-entropy of the input-size logits, + aux_weight x aux) or a family's
+  recipe loss (ModelFamily.native_loss resolved: fn(native outputs, labels, ignore_label) ->
+  NativeObjective): the loss is the sum over its terms of global sum / global count, aux_loss
+  is 0, and pixel_acc / labelled_pixels refer to its primary output's resolution.
   metrics: loss (main + aux_weight * aux), main_loss, aux_loss, pixel_acc, labelled_pixels,
   invalid_label_pixels (labels neither a class nor ignore: a data bug), grad_norm,
   lr/<group> for every parameter group.
   """
   if class_weights is not None:
     class_weights = tuple(float(w) for w in check_class_weights(class_weights, num_classes))
+    if native_loss is not None:
+      raise ValueError("class_weights apply to the cross-entropy of the input-size logits, not "
+                       "to a family's native loss (train.native_loss): set one of them")
   model = with_bn_sync(model, sync_bn, bn_group_size)
   fully_synced = sync_bn and bn_group_size is None
   tx = optimizer.tx
 
   def local_step(state: TrainState, images, labels):
     rng = step_rng(state)
+
+    def native_loss_fn(params):
+      outputs, updates = model.apply(
+          {"params": params, "batch_stats": state.batch_stats}, images, train=True,
+          native=True, mutable=["batch_stats"], rngs={"dropout": rng})
+      objective = native_loss(outputs, labels, ignore_label)
+      loss = sum(lax.psum(s, DATA_AXIS) / jnp.maximum(lax.psum(c, DATA_AXIS), 1.0)
+                 for s, c in objective.terms.values())
+      valid = (objective.labels != ignore_label) & (objective.labels >= 0)
+      count = jnp.sum(valid).astype(jnp.float32)
+      return loss, (loss, jnp.zeros((), jnp.float32), updates["batch_stats"], objective.logits,
+                    objective.labels, count)
 
     def loss_fn(params):
       (logits, aux_logits), updates = model.apply(
@@ -107,15 +127,15 @@ def make_train_step(model: nn.Module, optimizer: Optimizer, mesh: Mesh, *, num_c
       if aux_logits is not None and aux_weight:
         aux_sum, _ = cross_entropy_sum(aux_logits, labels, ignore_label, class_weights=class_weights)
         aux = lax.psum(aux_sum, DATA_AXIS) / total_count
-      return main + aux_weight * aux, (main, aux, updates["batch_stats"], logits, count)
+      return main + aux_weight * aux, (main, aux, updates["batch_stats"], logits, labels, count)
 
-    (loss, (main, aux, batch_stats, logits, count)), grads = jax.value_and_grad(
-        loss_fn, has_aux=True)(state.params)
+    (loss, (main, aux, batch_stats, logits, acc_labels, count)), grads = jax.value_and_grad(
+        loss_fn if native_loss is None else native_loss_fn, has_aux=True)(state.params)
     # `grads` is already the gradient of the global loss (summed over replicas): no pmean.
     new_state = apply_gradients(state, grads, batch_stats, tx, fully_synced)
 
-    valid = (labels != ignore_label) & (labels >= 0) & (labels < num_classes)
-    correct = jnp.sum((jnp.argmax(logits, -1) == labels) & valid)
+    valid = (acc_labels != ignore_label) & (acc_labels >= 0) & (acc_labels < num_classes)
+    correct = jnp.sum((jnp.argmax(logits, -1) == acc_labels) & valid)
     metrics = {
         "loss": loss, "main_loss": main, "aux_loss": aux,
         "pixel_acc": lax.psum(correct, DATA_AXIS) / jnp.maximum(lax.psum(count, DATA_AXIS), 1.0),

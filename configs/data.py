@@ -53,6 +53,9 @@ Refinement (CascadePSP) data, read by psp_jax.data.refine_pipeline (binary_masks
   mask_threshold    binary_masks: mask grey level above which a pixel is foreground (127)
   foreground_classes class indices or names that are the object; others and ignore are background
                     (None: [1] for 2-class datasets)
+  objects           None, or class-agnostic objects of a segmentation dataset instead of
+                    foreground_classes (psp_jax/data/objects.py): classes (indices or names, None =
+                    all), min_pixels, merge_per_class, eval_per_image, crop_on_object
   refine_augment.crop / flip_prob          random crop (pad-if-needed) / horizontal flip probability
   refine_augment.brightness / contrast / saturation   colour jitter strengths (0.2, 0.05, 0.05)
   refine_augment.grayscale_prob            random grayscale probability (0.1)
@@ -152,6 +155,7 @@ def _refinement(cfg: ml_collections.ConfigDict, foreground) -> ml_collections.Co
   """The refinement sections on top of `_base` (PSPNet's `augmentation` does not apply)."""
   del cfg.augmentation
   cfg.foreground_classes = foreground
+  cfg.objects = ml_collections.FieldReference(None, field_type=dict)
   cfg.refine_augment = dict(
       crop=True, flip_prob=0.5, brightness=0.2, contrast=0.05, saturation=0.05, grayscale_prob=0.1,
       perturb=dict(iou_min=0.8, iou_max=1.0, tolerance=0.05, contour_prob=1.0, drop_run=0.1,
@@ -191,6 +195,33 @@ def synthetic_objects() -> ml_collections.ConfigDict:
   cfg = _refinement(_base("synthetic", 11, 224), ["boat", "car", "bird", "cow", "tree", "sign"])
   cfg.synthetic = dict(num_train=384, num_val=32, size=(256, 256), seed=0, options={})
   cfg.worker_count = 0
+  return cfg
+
+
+def objects_of(segmentation: ml_collections.ConfigDict, classes=None, min_pixels: int = 400,
+               merge_per_class: bool = False, eval_per_image: int = 1,
+               crop_on_object: bool = True) -> ml_collections.ConfigDict:
+  """Refinement data from any segmentation data config (ade20k(), voc(), camvid(), folder()):
+  class-agnostic objects, each connected component of `classes` (None: all) with at least
+  `min_pixels` pixels (psp_jax/data/objects.py)."""
+  cfg = _refinement(segmentation, ml_collections.FieldReference(None, field_type=list))
+  del cfg.objects  # a section instead of the None placeholder, so its fields can be overridden
+  cfg.objects = dict(classes=None if classes is None else list(classes), min_pixels=min_pixels,
+                     merge_per_class=merge_per_class, eval_per_image=eval_per_image,
+                     crop_on_object=crop_on_object)
+  return cfg
+
+
+CAMVID_OBJECT_CLASSES = ("Building", "Pole", "Tree", "SignSymbol", "Fence", "Car", "Pedestrian",
+                         "Bicyclist")  # CamVid without Sky, Road, Pavement: the frame-wide stuff
+
+
+def camvid_objects() -> ml_collections.ConfigDict:
+  """Refinement data from real photographs: CamVid's road scenes (../shared/data/camvid, 367
+  train + 101 val), each connected component of the object-like classes with at least 400
+  pixels an object; training crops are placed on the object."""
+  cfg = objects_of(camvid(), CAMVID_OBJECT_CLASSES, min_pixels=400)
+  cfg.worker_count = 2
   return cfg
 
 

@@ -15,6 +15,10 @@ worker processes, get_state/set_state.
 Ground truth: pixels whose class is in `data.foreground_classes` (indices, or names of
 the dataset's classes) are foreground; every other class and ignore (255) is background.
 Default: [1] for 2-class datasets (binary_masks); other datasets must set it.
+Or, with `data.objects` set (psp_jax/data/objects.py), class-agnostic objects of any
+segmentation dataset: one connected component (or one class) per example, drawn from the
+record's label map; training crops are then placed on the object (`crop_on_object`), and
+evaluation yields `eval_per_image` objects per image, named '<record>/<class>#<k>'.
 
 Per training example (CascadePSP's order; `data.refine_augment`, see `RefineAugment`):
   1. random crop C x C; a side shorter than C is padded, the image placed at a random offset
@@ -37,6 +41,7 @@ import numpy as np
 from psp_jax.data import pipeline as P
 from psp_jax.data import transforms as T
 from psp_jax.data.datasets import PreparedDataset, open_dataset
+from psp_jax.data.objects import ObjectMasks, anchor_pixel
 from psp_jax.constants import IGNORE_LABEL
 from psp_jax.data.perturb import Perturbation
 from psp_jax.preprocessing import Preprocessing
@@ -100,18 +105,22 @@ def foreground_table(data_cfg, class_names: Sequence[str]) -> np.ndarray:
 
 
 def crop_with_padding(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, size: tuple[int, int],
-                      fill: np.ndarray, random: bool = True):
+                      fill: np.ndarray, random: bool = True, anchor: tuple[int, int] | None = None):
   """(image f32 (H, W, 3), mask uint8 (H, W)) -> crops of `size` and the box (y0, y1, x0, x1) of
   real pixels in the crop. Where a side is shorter than the crop, the image lands at a
-  random offset inside it; padding is `fill` for the image and 0 for the mask."""
+  random offset inside it; padding is `fill` for the image and 0 for the mask. anchor:
+  a pixel (y, x) the random crop must contain."""
   h, w = mask.shape
   ch, cw = size
 
-  def offset(n, c):  # crop start in image coordinates; negative = padding before the image
+  def offset(n, c, a):  # crop start in image coordinates; negative = padding before the image
     lo, hi = min(0, n - c), max(0, n - c)
+    if a is not None:
+      lo, hi = max(lo, a - c + 1), min(hi, a)
     return int(rng.integers(lo, hi + 1)) if random else (n - c) // 2
 
-  y, x = offset(h, ch), offset(w, cw)
+  ay, ax = (None, None) if anchor is None else anchor
+  y, x = offset(h, ch, ay), offset(w, cw, ax)
   out_img = np.empty((ch, cw, 3), np.float32)
   out_img[...] = fill
   out_mask = np.zeros((ch, cw), np.uint8)
@@ -147,11 +156,13 @@ def color_jitter(image: np.ndarray, rng: np.random.Generator, aug: RefineAugment
 
 
 def refine_train_transform(image: np.ndarray, gt: np.ndarray, rng: np.random.Generator, aug: RefineAugment,
-                           crop_size: tuple[int, int], pre: Preprocessing = T.DEFAULT
-                           ) -> dict[str, np.ndarray]:
-  """uint8 RGB (H, W, 3) + uint8 {0, 1} gt (H, W) -> {'image', 'seg', 'gt'} crops (module doc)."""
+                           crop_size: tuple[int, int], pre: Preprocessing = T.DEFAULT,
+                           crop_on_object: bool = False) -> dict[str, np.ndarray]:
+  """uint8 RGB (H, W, 3) + uint8 {0, 1} gt (H, W) -> {'image', 'seg', 'gt'} crops (module doc).
+  crop_on_object: the crop contains a random foreground pixel (when there is one)."""
   fill = T.mean_pixel(pre)
-  img, mask, (y0, y1, x0, x1) = crop_with_padding(image, gt, rng, tuple(crop_size), fill, aug.crop)
+  anchor = anchor_pixel(gt, rng) if crop_on_object else None
+  img, mask, (y0, y1, x0, x1) = crop_with_padding(image, gt, rng, tuple(crop_size), fill, aug.crop, anchor)
   if aug.flip_prob > 0 and rng.random() < aug.flip_prob:
     img, mask = img[:, ::-1], mask[:, ::-1]
     y0, y1, x0, x1 = y0, y1, img.shape[1] - x1, img.shape[1] - x0
@@ -164,21 +175,35 @@ def refine_train_transform(image: np.ndarray, gt: np.ndarray, rng: np.random.Gen
 
 @dataclasses.dataclass(frozen=True)
 class RefineTrainMap:
-  """(stream position, (record index, record)) -> refinement training example; picklable."""
+  """(stream position, (record index, record)) -> refinement training example; picklable.
+  objects: class-agnostic objects (one drawn per example; an image without any gives an
+  all-background example) instead of the `foreground` table."""
   decode: P.Decode
-  foreground: np.ndarray
+  foreground: np.ndarray | None
   aug: RefineAugment
   crop_size: tuple[int, int]
   preprocessing: Preprocessing
   seed: int
   records_per_epoch: int
+  objects: ObjectMasks | None = None
 
   def __call__(self, position: int, item) -> dict:
     index, record = item
     rng = P.example_rng(self.seed, position, self.records_per_epoch, index)
     image, label = self.decode(index, record)
-    return refine_train_transform(image, self.foreground[label], rng, self.aug, self.crop_size,
-                                  self.preprocessing)
+    if self.objects is None:
+      return refine_train_transform(image, self.foreground[label], rng, self.aug, self.crop_size,
+                                    self.preprocessing)
+    gt = self.objects.pick(label, rng)
+    gt = np.zeros(label.shape, np.uint8) if gt is None else gt
+    return refine_train_transform(image, gt, rng, self.aug, self.crop_size, self.preprocessing,
+                                  crop_on_object=self.objects.crop_on_object)
+
+
+def ground_truth(data_cfg, class_names: Sequence[str]) -> tuple[np.ndarray | None, ObjectMasks | None]:
+  """(foreground table, None) or, with `data.objects` set, (None, ObjectMasks)."""
+  objects = ObjectMasks.from_config(_get(data_cfg, "objects"), class_names)
+  return (None, objects) if objects is not None else (foreground_table(data_cfg, class_names), None)
 
 
 def refine_train_dataset(data_cfg, global_batch_size: int, *, dataset: PreparedDataset | None = None,
@@ -187,9 +212,10 @@ def refine_train_dataset(data_cfg, global_batch_size: int, *, dataset: PreparedD
   """This process's refinement training IterDataset (iterate it for per-process batches)."""
   records = P.train_records(data_cfg, global_batch_size, process_index=process_index,
                             process_count=process_count, dataset=dataset, num_epochs=num_epochs)
+  foreground, objects = ground_truth(data_cfg, records.dataset.class_names)
   mapper = RefineTrainMap(
       decode=P.Decode(records.dataset.num_classes, split=records.split),
-      foreground=foreground_table(data_cfg, records.dataset.class_names),
+      foreground=foreground, objects=objects,
       aug=RefineAugment.from_config(_get(data_cfg, "refine_augment")),
       crop_size=P._pair(_get(data_cfg, "crop_size", 224)),  # pylint: disable=protected-access
       preprocessing=P.preprocessing(data_cfg),
@@ -210,7 +236,8 @@ class RefineEvalExamples:
   at full size. coarse = the perturbed gt, drawn from `np.random.default_rng((seed, record
   index))`: the same inputs on every run and process. Records whose gt is empty are skipped
   (`skipped` lists their names after a pass; a line reports the count). Decoding is lazy, one
-  image at a time."""
+  image at a time. With `data.objects`, each record gives its drawn objects (same rng),
+  named '<record>/<class name>#<k>'; max_images counts those examples."""
 
   def __init__(self, data_cfg, split: str, dataset: PreparedDataset, max_images: int | None, seed: int):
     if split not in dataset.sources:
@@ -218,7 +245,8 @@ class RefineEvalExamples:
                        f"{sorted(dataset.sources)} (eval.split; binary_masks datasets need data.val_sources)")
     self.split, self.source, self.max_images, self.seed = split, dataset.sources[split], max_images, int(seed)
     self.decode = P.Decode(dataset.num_classes, split=split)
-    self.foreground = foreground_table(data_cfg, dataset.class_names)
+    self.class_names = list(dataset.class_names)
+    self.foreground, self.objects = ground_truth(data_cfg, dataset.class_names)
     self.perturb = RefineAugment.from_config(_get(data_cfg, "refine_augment")).perturb
     self.skipped: list[str] = []
 
@@ -230,17 +258,25 @@ class RefineEvalExamples:
         break
       record = self.source[index]
       image, label = self.decode(index, record)
-      gt = self.foreground[label]
       name = P._name(record)  # pylint: disable=protected-access
-      if not gt.any():
+      rng = np.random.default_rng((self.seed, index))
+      if self.objects is None:
+        gt = self.foreground[label]
+        chosen = [(name, gt)] if gt.any() else []
+      else:
+        chosen = [(f"{name}/{self.class_names[c]}#{k}", gt)
+                  for k, (c, gt) in enumerate(self.objects.pick_eval(label, rng))]
+      if not chosen:
         self.skipped.append(name)
         continue
-      coarse = self.perturb(gt, np.random.default_rng((self.seed, index)))
-      count += 1
-      yield name, image, gt, coarse
+      for example_name, gt in chosen:
+        if self.max_images and count >= self.max_images:
+          break
+        count += 1
+        yield example_name, image, gt, self.perturb(gt, rng)
     if self.skipped:
       print(f"[psp_jax.data] refinement evaluation, split {self.split!r}: {count} images, {len(self.skipped)} "
-            f"skipped (no foreground pixel), e.g. {self.skipped[:3]}")
+            f"skipped (no foreground pixel or object), e.g. {self.skipped[:3]}")
 
 
 def refine_eval_examples(data_cfg, split: str | None = None, *, max_images: int | None = None, seed: int = 0,

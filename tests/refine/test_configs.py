@@ -25,3 +25,15 @@ def test_paper_recipe_numbers():
 def test_unknown_variant_is_named():
   with pytest.raises(ValueError, match="no variant 'nope'"):
     cascadepsp.get_config("nope")
+
+
+def test_demo_real_differs_from_demo_in_its_data_only():
+  """demo_real: CamVid's class-agnostic objects (real photographs) under the demo's recipe."""
+  synthetic, real = cascadepsp.demo(), cascadepsp.get_config("demo_real")
+  assert real.data.name == "camvid" and synthetic.data.name == "synthetic"
+  assert real.data.objects.min_pixels == 400 and real.data.objects.crop_on_object
+  assert "Sky" not in real.data.objects.classes and "Pedestrian" in real.data.objects.classes
+  assert synthetic.data.objects is None
+  for section in ("model", "train", "optim", "eval"):
+    assert real[section].to_dict() == synthetic[section].to_dict(), section
+  assert tuple(real.data.crop_size) == tuple(synthetic.data.crop_size) == (96, 96)

@@ -241,4 +241,4 @@ FAMILY = ModelFamily(
     name="cascadepsp", module=RefinementModule, task="refinement", example_inputs=_example_inputs,
     lr_modules=("feats", "psp", "up_1", "up_2", "up_3"),
     preprocessing=Preprocessing(IMAGENET_MEAN, IMAGENET_STD, 255.0, "RGB"),
-    tiny=dict(depth=18, width=8))
+    tiny=dict(depth=18, width=8, passes=1))

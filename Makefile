@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
 DEMO_DIR ?= runs/demo
-REFINE_DEMO_DIR ?= runs/cascade_real
+REFINE_DEMO_DIR ?= runs/cascade_demo
 
 .PHONY: install install-dev demo demo-refine quickstart test bench clean
 
@@ -31,13 +31,13 @@ demo: install
 	$(PY) -m psp_jax evaluate --config configs/pspnet.py:demo --workdir $(DEMO_DIR) --checkpoint best
 	$(PY) experiments/demo_report.py --workdir $(DEMO_DIR)
 
-## CascadePSP on real photographs: train configs/cascadepsp.py:demo_real (class-agnostic
-## objects of CamVid's road scenes, ../shared/data/camvid, with perturbed input masks), then
-## report IoU and mBA before and after refining one object per CamVid val image (written to
-## $(REFINE_DEMO_DIR)/eval/). The synthetic-scene demo: configs/cascadepsp.py:demo.
+## CascadePSP on its embedded default: train configs/cascadepsp.py:demo (object masks of the
+## synthetic scenes with perturbed inputs), then report IoU and mBA before and after refining
+## the held-out scenes (written to $(REFINE_DEMO_DIR)/eval/). About 8 minutes on 2 CPU cores.
+## On real photographs: configs/cascadepsp.py:demo_real (CamVid objects; see the README).
 demo-refine: install
-	$(PY) -m psp_jax train --config configs/cascadepsp.py:demo_real --workdir $(REFINE_DEMO_DIR)
-	$(PY) -m psp_jax evaluate --config configs/cascadepsp.py:demo_real --workdir $(REFINE_DEMO_DIR) --checkpoint best
+	$(PY) -m psp_jax train --config configs/cascadepsp.py:demo --workdir $(REFINE_DEMO_DIR)
+	$(PY) -m psp_jax evaluate --config configs/cascadepsp.py:demo --workdir $(REFINE_DEMO_DIR) --checkpoint best
 
 ## A one-minute look at the train step alone (no data pipeline, no checkpoints).
 quickstart: install

@@ -93,6 +93,8 @@ def init_variables(model: nn.Module, rng: jax.Array | int = 0, abstract: bool = 
   fn = lambda: model.init(rng, *args, **kwargs)  # noqa: E731
   if abstract:
     variables = jax.eval_shape(fn)
+  elif isinstance(rng, jax.core.Tracer):  # inside a trace (eval_shape, jit): no compile of ours
+    variables = jax.jit(fn)()
   else:
     options = CPU_INIT_COMPILER_OPTIONS if jax.default_backend() == "cpu" else None
     variables = jax.jit(fn).lower().compile(compiler_options=options)()

@@ -20,3 +20,11 @@ def test_fast_init_compile_gives_the_default_compile_values():
   for path, value in flat_fast:
     np.testing.assert_array_equal(np.asarray(value), np.asarray(flat_default[path]),
                                   err_msg=jax.tree_util.keystr(path))
+
+
+def test_init_inside_a_trace_still_works():
+  """eval_shape / jit around init_variables (tests and tools build abstract states so)."""
+  model = build.build_model(dict(build.get_family("resnet").tiny, name="resnet"))
+  shapes = jax.eval_shape(lambda: ckpt_lib.init_variables(model, jax.random.key(0)))
+  assert jax.tree.structure(shapes) == jax.tree.structure(
+      ckpt_lib.init_variables(model, jax.random.key(0), abstract=True))

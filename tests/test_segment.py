@@ -1,6 +1,5 @@
 """Prediction from a checkpoint: Python API and `psp-jax predict` writing palette/colour/overlay PNGs."""
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
@@ -17,8 +16,7 @@ PALETTE = [[0, 0, 0], [200, 10, 10], [10, 200, 10], [10, 10, 200], [250, 250, 0]
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
   model = PSPNet(5, depth=18, width=8, head_features=16, aux_features=8, bins=(1, 2))
-  variables = jax.jit(lambda: model.init(jax.random.key(0), jnp.zeros((1, 33, 33, 3)),
-                                          return_aux=True))()
+  variables = ckpt_lib.init_variables(model, jax.random.key(0))
   meta = {"format_version": 1, "model": model_config(model), "source": {"test": True},
           "classes": {"names": ["a", "b", "c", "d", "e"], "palette": PALETTE},
           "preprocessing": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},

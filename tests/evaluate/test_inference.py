@@ -8,6 +8,7 @@ import pytest
 from psp_jax.evaluate.inference import (InferenceSettings, SlidingWindowPredictor, scaled_size,
                                         window_starts)
 from psp_jax.models import PSPNet
+from psp_jax.checkpoint import init_variables
 
 
 def test_window_starts_follow_semseg():
@@ -63,7 +64,7 @@ def test_scales_sum_the_per_scale_probabilities():
 
 def test_image_smaller_than_crop_equals_direct_forward_of_padded_image():
   model = PSPNet(5, depth=18, width=8, head_features=16, aux_features=8, bins=(1, 2))
-  variables = jax.jit(lambda: model.init(jax.random.key(0), jnp.zeros((1, 33, 33, 3))))()
+  variables = init_variables(model, jax.random.key(0))
   forward = lambda v, x: model.apply(v, x, train=False)  # noqa: E731
   settings = InferenceSettings(crop_size=(33, 33), base_size=None, window_batch=1, bucket=8)
   predictor = SlidingWindowPredictor(forward, variables, 5, settings)

@@ -1,6 +1,5 @@
 """psp-jax predict --crf and Segmenter(crf=...): the DenseCRF between probabilities and labels."""
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
@@ -17,8 +16,7 @@ from crf_samples import camvid_pair
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
   model = PSPNet(5, depth=18, width=8, head_features=16, aux_features=8, bins=(1, 2))
-  variables = jax.jit(lambda: model.init(jax.random.key(0), jnp.zeros((1, 33, 33, 3)),
-                                          return_aux=True))()
+  variables = ckpt_lib.init_variables(model, jax.random.key(0))
   meta = {"format_version": 1, "model": model_config(model), "source": {"test": True},
           "preprocessing": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
           "inference": {"crop_size": [33, 33], "base_size": None, "scales": [1.0], "flip": False}}

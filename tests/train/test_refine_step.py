@@ -12,7 +12,6 @@ from psp_jax.parallel import make_mesh
 from psp_jax.train.optim import make_optimizer
 from psp_jax.train.refine_step import make_refine_train_step
 from psp_jax.train.state import create_train_state
-from psp_jax.train.refine_losses import OUTPUTS
 
 import ml_collections
 
@@ -69,18 +68,23 @@ def _run(num_devices, steps=1, seed=0, model=MODEL, batch=None):
   return state, history
 
 
+ONE_PASS = RefinementModule(depth=18, width=8, passes=1)
+
+
 def test_eight_devices_equal_one_device_on_the_global_batch():
-  s8, m8 = _run(8)
-  s1, m1 = _run(1)
+  """On the one-pass module (a third of the compile; the reductions are the same code)."""
+  s8, m8 = _run(8, model=ONE_PASS)
+  s1, m1 = _run(1, model=ONE_PASS)
   np.testing.assert_allclose(m8[0]["loss"], m1[0]["loss"], rtol=1e-5)
-  for k in [f"ce/{o}" for o in OUTPUTS[:5]] + ["l1l2/s1", "grad", "iou", "input_iou"]:
+  for k in ["ce/s8c", "ce/s4c", "l1l2/s4c", "l1l2/s1", "grad", "iou", "input_iou"]:
     np.testing.assert_allclose(m8[0][k], m1[0][k], rtol=1e-4, atol=1e-6, err_msg=k)
-  np.testing.assert_allclose(m8[0]["grad_norm"], m1[0]["grad_norm"], rtol=1e-4)
+  # float32 reductions in another order (1.2e-4 measured); a wrong reduction is off by x8
+  np.testing.assert_allclose(m8[0]["grad_norm"], m1[0]["grad_norm"], rtol=3e-4)
   # Adam's first update is ~lr * sign(grad): gradients that are ~0 may flip sign between the
   # two reductions, so parameters agree to within one update (the gradient norm above is tight)
   moved = 0
   for a, b, a0 in zip(jax.tree.leaves(jax.device_get(s8.params)), jax.tree.leaves(jax.device_get(s1.params)),
-                      jax.tree.leaves(_initial()["params"])):
+                      jax.tree.leaves(_initial(ONE_PASS)["params"])):
     np.testing.assert_allclose(a, b, atol=2.5 * OPTIM.base_lr)
     moved += int(np.sum(np.abs(a - a0) > 0.5 * OPTIM.base_lr))
   assert moved > 1000
@@ -100,7 +104,7 @@ def test_loss_decreases_and_schedule_steps():
 
 
 def test_a_one_pass_cascade_trains_on_the_pass3_terms_only():
-  _, hist = _run(1, steps=3, model=RefinementModule(depth=18, width=8, passes=1))
+  _, hist = _run(1, steps=3, model=ONE_PASS)
   terms = sorted(k for k in hist[0] if k.startswith(("ce/", "l1l2/")))
   assert terms == ["ce/s4c", "ce/s8c", "l1l2/s1", "l1l2/s4c"]
   assert hist[-1]["loss"] < hist[0]["loss"]

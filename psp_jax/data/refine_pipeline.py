@@ -41,7 +41,7 @@ import numpy as np
 from psp_jax.data import pipeline as P
 from psp_jax.data import transforms as T
 from psp_jax.data.datasets import PreparedDataset, open_dataset
-from psp_jax.data.objects import ObjectMasks, anchor_pixel
+from psp_jax.data.objects import ObjectMasks, anchor_pixel, resolve_classes
 from psp_jax.constants import IGNORE_LABEL
 from psp_jax.data.perturb import Perturbation
 from psp_jax.preprocessing import Preprocessing
@@ -90,16 +90,7 @@ def foreground_table(data_cfg, class_names: Sequence[str]) -> np.ndarray:
                        f"({list(class_names)[:12]}); list the object classes (indices or names)")
     classes = [1]
   table = np.zeros(256, np.uint8)
-  for c in classes:
-    if isinstance(c, str):
-      if c not in class_names:
-        raise ValueError(f"data.foreground_classes: {c!r} is not a class of the dataset {list(class_names)}")
-      c = list(class_names).index(c)
-    if not 0 <= int(c) < len(class_names):
-      raise ValueError(f"data.foreground_classes: {c} is outside the classes 0..{len(class_names) - 1}")
-    table[int(c)] = 1
-  if not table.any():
-    raise ValueError("data.foreground_classes is empty")
+  table[list(resolve_classes(classes, class_names, "data.foreground_classes"))] = 1
   table[IGNORE_LABEL] = 0
   return table
 

@@ -76,10 +76,10 @@ class ObjectMasks:
       raise ValueError(f"data.objects.eval_per_image must be >= 1, got {out.eval_per_image}")
     return out
 
-  def find(self, label: np.ndarray) -> list[tuple[int, np.ndarray]]:
-    """uint8 label (H, W) -> [(class, bool (H, W) object mask)], in class order, then by the
-    raster position of each component's first pixel."""
-    found = []
+  def _candidates(self, label: np.ndarray) -> list[tuple[int, np.ndarray, list[int]]]:
+    """[(class, component labels (H, W), the component ids of one object)] in `find`'s order,
+    without building the masks (only the drawn object's is built)."""
+    out = []
     present = np.unique(label)
     for c in self.classes:
       if c == IGNORE_LABEL or c not in present:
@@ -90,25 +90,37 @@ class ObjectMasks:
       if not big:
         continue
       if self.merge_per_class:
-        found.append((c, np.isin(components, big)))
+        out.append((c, components, big))
       else:
-        found.extend((c, components == k) for k in big)
-    return found
+        out.extend((c, components, [k]) for k in big)
+    return out
+
+  @staticmethod
+  def _mask(candidate) -> np.ndarray:
+    _, components, ids = candidate
+    return np.isin(components, ids) if len(ids) > 1 else components == ids[0]
+
+  def find(self, label: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """uint8 label (H, W) -> [(class, bool (H, W) object mask)], in class order, then by the
+    raster position of each component's first pixel."""
+    return [(cand[0], self._mask(cand)) for cand in self._candidates(label)]
 
   def pick(self, label: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
     """One object of `label` drawn uniformly as uint8 {0, 1} (H, W); None when there is none."""
-    found = self.find(label)
-    if not found:
+    candidates = self._candidates(label)
+    if not candidates:
       return None
-    return found[int(rng.integers(len(found)))][1].astype(np.uint8)
+    return self._mask(candidates[int(rng.integers(len(candidates)))]).astype(np.uint8)
 
   def pick_eval(self, label: np.ndarray, rng: np.random.Generator) -> list[tuple[int, np.ndarray]]:
     """Up to `eval_per_image` objects without replacement, as [(class, uint8 {0, 1} mask)]."""
-    found = self.find(label)
-    if not found:
+    candidates = self._candidates(label)
+    if not candidates:
       return []
-    chosen = rng.choice(len(found), size=min(len(found), int(self.eval_per_image)), replace=False)
-    return [(found[k][0], found[k][1].astype(np.uint8)) for k in sorted(int(k) for k in chosen)]
+    chosen = rng.choice(len(candidates), size=min(len(candidates), int(self.eval_per_image)),
+                        replace=False)
+    return [(candidates[k][0], self._mask(candidates[k]).astype(np.uint8))
+            for k in sorted(int(k) for k in chosen)]
 
 
 def anchor_pixel(mask: np.ndarray, rng: np.random.Generator) -> tuple[int, int] | None:

@@ -36,6 +36,9 @@ Use from a training config:  `config.data = data.camvid()`, then override fields
                     it, report how many and which (printed and in the dataset metadata)
   prepare_threads   threads decoding/validating files while preparing
   colors            CamVid/folder: RGB colour per class for colour-coded masks (None = grey-level)
+  lookalike_groups  groups of class names that look alike and differ only by their context; when
+                    set, evaluations also report lookalike_mIoU, twin_rate and twins
+                    (psp_jax/evaluate/metrics.py:lookalike_metrics); the synthetic scenes' groups
   label_map         folder: {raw mask value: class index or 255}; None = identity + ignore_values
   ignore_values     folder: raw values meaning ignore when label_map is None
   ignore_colors     folder: RGB colours meaning ignore
@@ -70,6 +73,7 @@ from __future__ import annotations
 import ml_collections
 
 from psp_jax.constants import IGNORE_LABEL, IMAGENET_MEAN, IMAGENET_STD  # noqa: F401
+from psp_jax.data.synthetic import LOOKALIKE_GROUPS
 
 
 def _base(name: str, num_classes: int, crop: int) -> ml_collections.ConfigDict:
@@ -99,6 +103,7 @@ def _base(name: str, num_classes: int, crop: int) -> ml_collections.ConfigDict:
       skip_bad_examples=False,
       prepare_threads=4,
       colors=ml_collections.FieldReference(None, field_type=list),
+      lookalike_groups=(),
   ))
 
 
@@ -145,6 +150,7 @@ def synthetic() -> ml_collections.ConfigDict:
   """
   cfg = _base("synthetic", 11, 193)
   cfg.synthetic = dict(num_train=2048, num_val=256, size=(193, 193), seed=0, options={})
+  cfg.lookalike_groups = LOOKALIKE_GROUPS
   cfg.augmentation.enabled = False
   cfg.worker_count = 0
   cfg.eval_pad_size = (193, 193)

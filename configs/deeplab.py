@@ -6,10 +6,12 @@
 Recipes (shared/specs/deeplab_segnet.md; every number is tested in tests/configs):
   deeplabv1_largefov_voc   VGG-16 LargeFOV, crop 321 + mirror, batch 20, SGD 0.9, wd 5e-4, lr 1e-3
                            (fc8 x10, its bias x20), x0.1 every 2000 of 6000 iterations; test on
-                           513-padded images. `_poly`: poly 0.9, batch 10, 20k iterations.
+                           513-padded images, also after DenseCRF v1_largefov (eval.crf; the
+                           report has both). `_poly`: poly 0.9, batch 10, 20k iterations.
   deeplabv2_resnet101_voc  MSRA ResNet-101 + ASPP-L, MSC (1, 0.75, 0.5), BN frozen, batch 10,
                            lr 2.5e-4 (ASPP x10, biases x20), poly 0.9, 20k, crop 321, scale
-                           0.5-1.5 + flip; init from COCO-pretrained weights (init_checkpoint).
+                           0.5-1.5 + flip; init from COCO-pretrained weights (init_checkpoint);
+                           evaluated without and with DenseCRF v2_resnet (eval.crf).
   deeplabv3_resnet101_voc  ResNet-101 OS16 multi-grid (1, 2, 4), ASPP (6, 12, 18) + image pooling,
                            BN momentum 0.9997, crop 513, batch 16, scale 0.5-2.0 + flip, lr 0.007,
                            wd 1e-4, poly 0.9, 30k. `_os8_frozen_bn`: stage 2 at OS8, BN frozen,
@@ -104,6 +106,7 @@ def deeplabv1_largefov_voc() -> ml_collections.ConfigDict:
   _step_schedule(cfg.optim, (1 / 3, 2 / 3))
   cfg.train.checkpoint_every = 2000
   cfg.eval.every = 2000
+  cfg.eval.crf = "v1_largefov"
   return cfg
 
 
@@ -112,6 +115,7 @@ def deeplabv1_largefov_voc_poly() -> ml_collections.ConfigDict:
   cfg = _config(_v1_model(21), _augment(_caffe_input(data.voc()), 1.0, 1.0), steps=20_000, batch=10,
                 crop=321, lr=1e-3, wd=5e-4, multipliers=dict(V1_MULTIPLIERS), eval_crop=513,
                 native_loss=True)
+  cfg.eval.crf = "v1_largefov"
   return cfg
 
 
@@ -133,9 +137,11 @@ def deeplabv2_resnet101_voc() -> ml_collections.ConfigDict:
   """ResNet-101 ASPP-L with MSC on VOC: batch 10, lr 2.5e-4 (ASPP x10, biases x20), poly 0.9,
   20k, crop 321, scale 0.5-1.5 + flip, BN frozen; set train.init_checkpoint to the
   COCO-pretrained weights (psp-jax convert --model deeplabv2-resnet101)."""
-  return _config(_v2_model(21), _augment(_caffe_input(data.voc()), 0.5, 1.5), steps=20_000, batch=10,
-                 crop=321, lr=2.5e-4, wd=5e-4, multipliers=_v2_multipliers(4), eval_crop=513,
-                 frozen_bn=True, native_loss=True)
+  cfg = _config(_v2_model(21), _augment(_caffe_input(data.voc()), 0.5, 1.5), steps=20_000, batch=10,
+                crop=321, lr=2.5e-4, wd=5e-4, multipliers=_v2_multipliers(4), eval_crop=513,
+                frozen_bn=True, native_loss=True)
+  cfg.eval.crf = "v2_resnet"
+  return cfg
 
 
 # ---- DeepLab v3 ---------------------------------------------------------------------------

@@ -45,7 +45,8 @@ def _base(num_classes: int, data_cfg: ml_collections.ConfigDict, depth: int = 50
   classes = ml_collections.FieldReference(num_classes)
   model = dict(
       name="pspnet", num_classes=classes, in_channels=3, depth=depth, stem="deep", output_stride=8,
-      dilation_pattern="semseg", width=64, context="ppm", bins=(1, 2, 3, 6), pool="avg",
+      dilation_pattern="semseg", width=64, context="ppm", context_rates=(), image_pooling=True,
+      bins=(1, 2, 3, 6), pool="avg",
       reduction=True, aux=True, head_features=512, aux_features=256, dropout=0.1,
       align_corners=True, dtype="float32")
   cfg = common.base("segmentation", model, data_cfg,

@@ -4,7 +4,8 @@
 
 Compared, where both sides have the key:
   * the model: every field of meta['model'] (family, classes, depth, widths, ...) except the
-    compute dtype, against config.model;
+    compute dtype and the family's inference_fields (psp_jax/models/contract.py: v3's
+    output_stride, which evaluation may change), against config.model;
   * the dataset: name, class count, class names, label mapping and normalisation (mean/std) of
     the config the checkpoint was trained with (meta['source']['config']['data']), else of the
     checkpoint's 'classes' and 'preprocessing' entries (converted checkpoints);
@@ -79,13 +80,20 @@ def _data_view(meta: Mapping[str, Any]) -> dict[str, Any]:
   return view
 
 
+def _inference_fields(name: Any) -> tuple[str, ...]:
+  from psp_jax.models.build import FAMILIES  # pylint: disable=import-outside-toplevel
+  family = FAMILIES.get(name) if isinstance(name, str) else None
+  return family.inference_fields if family is not None else ()
+
+
 def differences(meta: Mapping[str, Any], config, run_config: Mapping[str, Any] | None = None,
                 where: str = "checkpoint") -> list[str]:
   """'key: <where> A, config B' for every compared key that differs (see the module docstring)."""
   found = []
   model = config.get("model") if hasattr(config, "get") else None
+  ignored = set(IGNORED_MODEL_KEYS) | set(_inference_fields((meta.get("model") or {}).get("name")))
   for key, value in (meta.get("model") or {}).items():
-    if key in IGNORED_MODEL_KEYS or model is None or key not in model:
+    if key in ignored or model is None or key not in model:
       continue
     if not _same(value, model[key]):
       found.append(f"model.{key}: {where} {_short(value)}, config {_short(model[key])}")

@@ -62,6 +62,14 @@ def _read(path) -> dict | None:
     return None
 
 
+def metric_value(metrics: dict, name: str):
+  """metrics[name], or for a dotted name the nested value ('crf.mIoU'); None when absent."""
+  value = metrics
+  for part in name.split("."):
+    value = value.get(part) if isinstance(value, dict) else None
+  return value
+
+
 def row_result_file(evaluation: Evaluation) -> dict | None:
   """The evaluation's metrics, or None when it has none yet."""
   if evaluation.finished():
@@ -99,7 +107,7 @@ def collect(plan: Plan) -> list[RowResult]:
             pending.append(seed)
           continue
         for m in table.metrics:
-          value = metrics.get(m)
+          value = metric_value(metrics, m)
           if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             cells[m].values[seed] = float(value) * table.value_scale
           else:

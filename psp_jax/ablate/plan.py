@@ -10,8 +10,8 @@ Layout of an ablation workdir DIR:
   DIR/logs/                            output of every command
   DIR/<table>_<scale>.{md,csv,png}     the collected table
 
-`<run>` is `<first row using it>-<8 hex digits>`, the digits a hash of the base config name and
-the merged train overrides: rows with identical train overrides share the run, and editing a
+`<run>` is `<first row using it>-<8 hex digits>`, the digits a hash of the row's base config
+name and the merged train overrides: rows with the same base and train overrides share the run, and editing a
 row's train overrides gives a new run instead of silently reusing an old one. Editing the base
 config FILE itself does not change the name: use a new DIR then. Likewise `<key>` hashes the
 run and the row's evaluation settings, so a result never outlives an edit of its row.
@@ -110,28 +110,43 @@ def _python() -> list[str]:
   return [sys.executable, "-m", "psp_jax"]
 
 
+def _check_eval_model_keys(table: Table, row: Row, base_cfg) -> None:
+  """A row's model.* evaluation overrides must be inference fields of its family
+  (psp_jax/models/contract.py): they may not change the parameters the run trained."""
+  from psp_jax.models.build import get_family  # pylint: disable=import-outside-toplevel
+  keys = [k for k in row.eval if k.startswith("model.")]
+  if not keys:
+    return
+  family = get_family(base_cfg.model.name)
+  allowed = {f"model.{f}" for f in family.inference_fields}
+  bad = [k for k in keys if k not in allowed]
+  if bad:
+    raise TableError(f"{table.path}: row {row.name!r} eval overrides: {bad} would change the trained "
+                     f"model; a {family.name!r} evaluation may override only "
+                     f"{sorted(allowed) or 'no model field'} (put the rest in `train`)")
+
+
 def make_plan(table: Table, workdir: str | pathlib.Path, *, rows: list[str] | None = None,
               check_config: bool = True) -> Plan:
   """The runs and evaluations of `table` (only `rows` when given, all by default).
 
   Run names come from the whole table, so running a subset (--rows) reuses the same runs.
-  check_config: load the base config and check every override against it (TableError).
+  check_config: load each row's base config and check its overrides against it (TableError).
   """
   workdir = pathlib.Path(workdir)
-  spec = ov.resolve_config_spec(table.base)
-  if check_config:
-    base_cfg = ov.load_base_config(table.base)
-    for row in table.rows:
-      if row.blocked:
-        continue
-      ov.check_overrides(base_cfg, row.train, f"{table.path}: row {row.name!r} train overrides")
-      ov.check_overrides(base_cfg, {**row.train, **row.eval},
-                         f"{table.path}: row {row.name!r} eval overrides")
   runnable = [r for r in table.rows if not r.blocked]
+  specs = {b: ov.resolve_config_spec(b) for b in {r.base for r in runnable}}
+  if check_config:
+    base_cfgs = {b: ov.load_base_config(b) for b in specs}
+    for row in runnable:
+      ov.check_overrides(base_cfgs[row.base], row.train, f"{table.path}: row {row.name!r} train overrides")
+      ov.check_overrides(base_cfgs[row.base], {**row.train, **row.eval},
+                         f"{table.path}: row {row.name!r} eval overrides")
+      _check_eval_model_keys(table, row, base_cfgs[row.base])
   keys: dict[str, str] = {}   # run key -> run id (named after the first row using it)
   users: dict[str, list[str]] = {}
   for row in runnable:
-    key = run_key(table.base, row.train)
+    key = run_key(row.base, row.train)
     keys.setdefault(key, f"{row.name}-{key}")
     users.setdefault(key, []).append(row.name)
   wanted = set(rows) if rows else {r.name for r in runnable}
@@ -141,7 +156,8 @@ def make_plan(table: Table, workdir: str | pathlib.Path, *, rows: list[str] | No
     for row in runnable:
       if row.name not in wanted:
         continue
-      key = run_key(table.base, row.train)
+      key = run_key(row.base, row.train)
+      spec = specs[row.base]
       if key not in made:
         run_id = keys[key]
         run_dir = workdir / "runs" / run_id / f"seed{seed}"

@@ -23,11 +23,16 @@ A table file is a Python module with one dict, `TABLE`:
           name="b1_avg",                    # [A-Za-z0-9_.-]+, unique: file and directory names
           label="+B1+AVE",                  # optional display name (default: name)
           train={"model.bins": (1,)},       # config overrides of the TRAINING run
-          eval={"eval.scales": (...)},      # optional: evaluation-only overrides (eval.* keys)
+          eval={"eval.scales": (...)},      # optional: evaluation-only overrides (eval.* keys,
+                                            #   and model.K for the family's inference_fields:
+                                            #   DeepLab v3 trained at OS16, evaluated at OS8)
           at={"mini": dict(train={...}, eval={...})},  # optional: extra overrides at one scale
           scales=("paper",),                # optional: the scales the row exists at (default all)
           paper={"mIoU": 40.07, "aAcc": 79.52},        # optional: the paper's numbers
           blocked="why it cannot run yet",  # optional: listed in the report, never run
+          base={"paper": "configs/deeplab.py:deeplabv3_resnet101_voc"},  # optional: this row's
+                                            #   own base config (a FILE:NAME, or one per scale;
+                                            #   default: the table's), e.g. another model family
       ), ...],
   )
 
@@ -35,7 +40,8 @@ Overrides are flat `{"section.key": value}` dicts, applied in the order table sc
 row.at[scale] (later wins) on top of the base config, and passed to `psp-jax train` as
 `--config.KEY=VALUE`. Rows whose merged train overrides are identical share one training run
 per seed; every row with evaluation overrides gets its own `psp-jax evaluate`. `seed` is set
-from `seeds` and may not be overridden. Every mistake raises TableError naming the file, the
+from `seeds` and may not be overridden. A metric may be a dotted path into the evaluation JSON
+('crf.mIoU': the score after the DenseCRF of an evaluation with eval.crf set). Every mistake raises TableError naming the file, the
 row and the key.
 """
 from __future__ import annotations
@@ -51,7 +57,7 @@ CHECKPOINTS = ("latest", "best")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _TABLE_KEYS = {"title", "notes", "base", "train", "eval", "seeds", "metrics", "metric_labels", "scale",
                "checkpoint", "split", "paper_source", "rows"}
-_ROW_KEYS = {"name", "label", "train", "eval", "at", "scales", "paper", "blocked"}
+_ROW_KEYS = {"name", "label", "train", "eval", "at", "scales", "paper", "blocked", "base"}
 
 
 class TableError(ValueError):
@@ -67,6 +73,7 @@ class Row:
   eval: dict[str, Any]
   paper: dict[str, float]
   blocked: str = ""
+  base: str = ""  # the row's base config FILE:NAME (the table's when it names none)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,9 +121,10 @@ def _check_overrides(path, where: str, value, *, eval_only: bool) -> dict[str, A
       _fail(path, where, f"key {key!r} must be a dotted config key such as 'model.bins'")
     if key == "seed":
       _fail(path, where, "'seed' comes from the table's `seeds`; do not override it")
-    if eval_only and not key.startswith("eval."):
-      _fail(path, where, f"key {key!r}: evaluation overrides may change only eval.* keys "
-                         "(put it in `train` if it changes the training run)")
+    if eval_only and not key.startswith(("eval.", "model.")):
+      _fail(path, where, f"key {key!r}: evaluation overrides may change only eval.* keys and the "
+                         "model family's inference fields such as model.output_stride (put it in "
+                         "`train` if it changes the training run)")
   return dict(value)
 
 
@@ -131,8 +139,14 @@ def _per_scale(path, name: str, value, *, required: bool) -> dict:
   return dict(value)
 
 
+def _config_spec(path, where: str, value) -> str:
+  if not isinstance(value, str) or ":" not in value:
+    _fail(path, where, f"must be 'FILE.py:NAME', got {value!r}")
+  return value
+
+
 def _row(path, index: int, raw, scale: str, table_train: dict, table_eval: dict,
-         metrics: tuple[str, ...]) -> Row | None:
+         metrics: tuple[str, ...], table_base: str) -> Row | None:
   """The row at `scale` (None when the row does not exist at that scale)."""
   if not isinstance(raw, Mapping):
     _fail(path, f"rows[{index}]", f"must be a dict, got {type(raw).__name__}")
@@ -166,9 +180,13 @@ def _row(path, index: int, raw, scale: str, table_train: dict, table_eval: dict,
   blocked = raw.get("blocked", "")
   if not isinstance(blocked, str):
     _fail(path, f"{where} 'blocked'", "must be a string saying why the row cannot run")
+  base = raw.get("base")
+  if isinstance(base, Mapping):
+    base = _per_scale(path, f"{where} 'base'", base, required=False).get(scale)
+  base = table_base if base is None else _config_spec(path, f"{where} 'base'", base)
   if scale not in scales:
     return None
-  return Row(name=name, label=str(raw.get("label") or name),
+  return Row(name=name, label=str(raw.get("label") or name), base=base,
              train={**table_train, **train, **extra_train},
              eval={**table_eval, **evals, **extra_eval},
              paper={k: float(v) for k, v in paper.items()}, blocked=blocked)
@@ -190,8 +208,7 @@ def parse_table(raw: Mapping[str, Any], path: str | pathlib.Path, scale: str) ->
   base = _per_scale(path, "'base'", raw["base"], required=True)
   if scale not in base:
     _fail(path, "'base'", f"no base config for scale {scale!r} (has {sorted(base)})")
-  if not isinstance(base[scale], str) or ":" not in base[scale]:
-    _fail(path, f"base[{scale!r}]", f"must be 'FILE.py:NAME', got {base[scale]!r}")
+  _config_spec(path, f"base[{scale!r}]", base[scale])
   seeds = _per_scale(path, "'seeds'", raw["seeds"], required=True).get(scale)
   if (not isinstance(seeds, (list, tuple)) or not seeds
       or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
@@ -228,7 +245,7 @@ def parse_table(raw: Mapping[str, Any], path: str | pathlib.Path, scale: str) ->
     _fail(path, "'rows'", "must be a non-empty list of row dicts")
   rows, seen = [], set()
   for i, r in enumerate(rows_raw):
-    row = _row(path, i, r, scale, table_train, table_eval, metrics)
+    row = _row(path, i, r, scale, table_train, table_eval, metrics, base[scale])
     name = r["name"]
     if name in seen:
       _fail(path, f"row {name!r}", "duplicate row name")

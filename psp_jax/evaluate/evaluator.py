@@ -20,7 +20,7 @@ from tqdm import tqdm
 from psp_jax import reports
 from psp_jax.preprocessing import Preprocessing
 from psp_jax.evaluate.inference import InferenceSettings, SlidingWindowPredictor
-from psp_jax.evaluate.metrics import confusion_matrix, segmentation_metrics
+from psp_jax.evaluate.metrics import confusion_matrix, lookalike_metrics, segmentation_metrics
 from psp_jax.postprocess import CRFParams, crf_probabilities
 from psp_jax.postprocess import resolve as resolve_crf
 
@@ -129,6 +129,9 @@ def evaluate_split(model: nn.Module, variables: Any, config, *, workdir: str | N
                      "counted no labelled pixel: every label is the ignore label, so the confusion "
                      "matrix is empty and there are no metrics")
   metrics = segmentation_metrics(cm, names)
+  groups = config.data.get("lookalike_groups") or ()
+  if groups:
+    metrics.update(lookalike_metrics(cm, names, groups))
   protocol = predictor.describe()
   if max_images and max_images < n:
     protocol += f"; SUBSET: first {max_images} of {n} images (not comparable with full-split numbers)"
@@ -139,6 +142,8 @@ def evaluate_split(model: nn.Module, variables: Any, config, *, workdir: str | N
     metrics["crf"] = dict(setting=str(crf_spec), params=crf.to_dict(),
                           confusion_matrix=cm_crf.tolist(),
                           **{k: with_crf[k] for k in ("mIoU", "mAcc", "aAcc", "per_class")})
+    if groups:
+      metrics["crf"].update(lookalike_metrics(cm_crf, names, groups))
   if workdir is not None and jax.process_index() == 0:
     reports.write_reports(metrics, pathlib.Path(workdir) / "eval",
                           f"{split}_step{step if step is not None else 'final'}",
@@ -156,6 +161,10 @@ def metrics_markdown(metrics: dict, title: str) -> str:
            "| class | IoU | acc | labelled pixels |", "|---|---:|---:|---:|"]
   for row in metrics["per_class"]:
     lines.append(f"| {row['class']} | {pct(row['iou'])} | {pct(row['acc'])} | {row['pixels']} |")
+  if "lookalike_mIoU" in metrics:
+    lines += ["", f"Look-alike classes (data.lookalike_groups): mIoU {pct(metrics['lookalike_mIoU'])}, "
+              f"called by their twin {pct(metrics['twin_rate'])}% of their pixels ("
+              + ", ".join(f"{k} {pct(v)}" for k, v in metrics["twins"].items()) + ")"]
   if metrics.get("crf"):
     c = metrics["crf"]
     lines += ["", f"With DenseCRF `{c['setting']}` ({c['params']}):", "",

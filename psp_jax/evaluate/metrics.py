@@ -49,3 +49,39 @@ def segmentation_metrics(cm: np.ndarray, class_names: Sequence[str] | None = Non
                     for n, i, a, l in zip(names, iou, acc, labelled)],
       "absent_classes": [n for n, p in zip(names, present) if not p],
   }
+
+
+def lookalike_metrics(cm: np.ndarray, class_names: Sequence[str],
+                      groups: Sequence[Sequence[str]]) -> dict:
+  """How well classes that look alike (and differ only by their surroundings) are told apart.
+
+  groups: class-name groups, e.g. (("boat", "car"), ("bird", "cow")) for the synthetic scenes
+  (data.lookalike_groups). From the split-level confusion matrix (rows = label):
+    lookalike_mIoU  mean IoU over every class of every group (classes with no IoU left out)
+    twin_rate       share of those classes' labelled pixels predicted as another class of
+                    their group: the confusion context has to resolve
+    twins           {"a->b": share of a's labelled pixels predicted as b}
+  """
+  names = list(class_names)
+  cm = np.asarray(cm, dtype=np.float64)
+  iou = {r["class"]: r["iou"] for r in segmentation_metrics(cm, names)["per_class"]}
+  ious, twins, twin_pixels, group_pixels = [], {}, 0.0, 0.0
+  for group in groups:
+    group = list(group)
+    missing = [c for c in group if c not in names]
+    if len(group) < 2 or missing:
+      raise ValueError(f"data.lookalike_groups: group {group} must name at least two classes of "
+                       f"{names}" + (f"; unknown: {missing}" if missing else ""))
+    for a in group:
+      ia = names.index(a)
+      labelled = cm[ia].sum()
+      if not np.isnan(iou[a]):
+        ious.append(iou[a])
+      group_pixels += labelled
+      for b in group:
+        if b != a:
+          twins[f"{a}->{b}"] = float(cm[ia, names.index(b)] / labelled) if labelled else float("nan")
+          twin_pixels += cm[ia, names.index(b)]
+  return {"lookalike_mIoU": float(np.mean(ious)) if ious else float("nan"),
+          "twin_rate": float(twin_pixels / group_pixels) if group_pixels else float("nan"),
+          "twins": twins}

@@ -34,6 +34,11 @@ What a family provides:
                   native=True)`, labels (N, H, W) int, ignore_label) -> NativeObjective
                   (psp_jax/train/losses.py). A path, not a function, so that model code never
                   imports training code.
+  inference_fields constructor fields that change how trained parameters are run, never the
+                  parameters themselves (PSPNet's and DeepLab v3's output_stride: v3 trains at 16
+                  and evaluates at 8). `psp-jax evaluate` does not count a checkpoint/config
+                  difference in them as a mismatch, and ablation tables may set them as
+                  evaluation-only overrides (model.output_stride in a row's `eval`).
   tiny            constructor fields of a tiny instance (a few channels, works at 32-64 px):
                   what the contract test (tests/models/test_contract.py) and smoke tests build.
   bn              every module takes a `bn: BNConfig` field (sync axis, groups, frozen) given
@@ -64,6 +69,7 @@ class ModelFamily:
   preprocessing: Preprocessing = Preprocessing()
   tiny: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   native_loss: str = ""
+  inference_fields: tuple[str, ...] = ()
 
   def __post_init__(self):
     if self.task not in TASKS:
@@ -76,6 +82,10 @@ class ModelFamily:
     if self.native_loss and (":" not in self.native_loss or self.task != "segmentation"):
       raise ValueError(f"family {self.name!r}: native_loss must be 'module:function' of a "
                        f"segmentation family, got {self.native_loss!r} ({self.task})")
+    unknown = set(self.inference_fields) - fields
+    if unknown:
+      raise ValueError(f"family {self.name!r}: inference_fields {sorted(unknown)} are not fields of "
+                       f"{self.module.__name__}")
 
   def config_fields(self) -> tuple[str, ...]:
     """The constructor fields that config data may set (all but bn, parent, name), in order."""
@@ -85,8 +95,11 @@ class ModelFamily:
 
 def image_inputs(channels_field: str | None = None, **kwargs: Any) -> ExampleInputs:
   """example_inputs for a model called on images alone: one (1, size, size, C) zero image
-  (C = the model's `channels_field`, else 3) and `kwargs` (e.g. return_aux=True)."""
+  (C = the model's `channels_field`, else 3) and `kwargs` (e.g. return_aux=True). A model with
+  a `min_input_size()` method (atrous rates that must fit its feature map) gets at least that."""
   def example(model: nn.Module, size: int) -> tuple[tuple, dict]:
     channels = int(getattr(model, channels_field)) if channels_field else 3
+    if hasattr(model, "min_input_size"):
+      size = max(int(size), int(model.min_input_size()))
     return (jnp.zeros((1, size, size, channels)),), dict(kwargs)
   return example

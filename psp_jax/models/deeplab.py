@@ -27,7 +27,7 @@ import jax.numpy as jnp
 
 from psp_jax.constants import IMAGENET_MEAN, IMAGENET_STD
 from psp_jax.models.aspp import ASPPL, DeepLabV3Head, FCHead
-from psp_jax.models.contract import ModelFamily
+from psp_jax.models.contract import ModelFamily, image_inputs
 from psp_jax.models.heads import SegHead
 from psp_jax.models.ops import linear_interpolation_matrix, resize_bilinear
 from psp_jax.models.resnet import BNConfig, ResNet
@@ -84,15 +84,6 @@ def rescale_images(images: jnp.ndarray, scale: float, align_corners: bool) -> jn
   mh = jnp.asarray(linear_interpolation_matrix(h, oh, align_corners, step), images.dtype)
   mw = jnp.asarray(linear_interpolation_matrix(w, ow, align_corners, step), images.dtype)
   return jnp.einsum("pw,nowc->nopc", mw, jnp.einsum("oh,nhwc->nowc", mh, images))
-
-
-def fitting_inputs(**kwargs: Any):
-  """example_inputs: a zero image of at least the model's `min_input_size()` (its atrous rates
-  must fit the feature map, see psp_jax/models/aspp.py), else of the requested size."""
-  def example(model: nn.Module, size: int) -> tuple[tuple, dict]:
-    size = max(int(size), model.min_input_size())
-    return (jnp.zeros((1, size, size, 3)),), dict(kwargs)
-  return example
 
 
 class DeepLabV1(nn.Module):
@@ -294,19 +285,20 @@ class DeepLabV3(nn.Module):
 # `tiny` instances work at 32 px and compile quickly: v1's 5x5 pool5 takes rate 2, v2 (VGG,
 # two scales) rates 1-2, v3 at output stride 8 a 4x4 layer4 with rate 1 * 16 / 8 = 2.
 FAMILY_V1 = ModelFamily(name="deeplabv1", module=DeepLabV1, task="segmentation",
-                        example_inputs=fitting_inputs(), lr_modules=("backbone", "head"),
+                        example_inputs=image_inputs(), lr_modules=("backbone", "head"),
                         preprocessing=CAFFE_PREPROCESSING,
                         tiny=dict(num_classes=3, width=4, rate=2, fc_features=8),
                         native_loss="psp_jax.train.deeplab_losses:v1_objective")
 FAMILY_V2 = ModelFamily(name="deeplabv2", module=DeepLabV2, task="segmentation",
-                        example_inputs=fitting_inputs(), lr_modules=("backbone", "aspp"),
+                        example_inputs=image_inputs(), lr_modules=("backbone", "aspp"),
                         preprocessing=CAFFE_PREPROCESSING,
                         tiny=dict(num_classes=3, backbone_type="vgg", width=4, fc_features=4,
                                   rates=(1, 2), scales=(1.0, 0.5)),
                         native_loss="psp_jax.train.deeplab_losses:msc_objective")
 FAMILY = ModelFamily(name="deeplabv3", module=DeepLabV3, task="segmentation",
-                     example_inputs=fitting_inputs(return_aux=True),
+                     example_inputs=image_inputs(return_aux=True),
                      lr_modules=("backbone", "head", "aux_head"),
+                     inference_fields=("output_stride",),
                      preprocessing=TORCHVISION_PREPROCESSING,
                      tiny=dict(num_classes=3, depth=18, width=8, output_stride=8, multi_grid=(1, 2),
                                rates=(1,), aspp_features=8, aux=True))

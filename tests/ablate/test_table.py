@@ -1,4 +1,5 @@
 """Table files: the format's checks name the file, the row and the key; the shipped tables load."""
+import importlib.util
 import pathlib
 
 import pytest
@@ -8,8 +9,21 @@ from psp_jax.ablate import plan as plan_lib
 from psp_jax.ablate.table import SCALES, TableError, load_table, select, with_overrides
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-SHIPPED = sorted((ROOT / "experiments").glob("pspnet_table*.py")) + sorted(
-    (ROOT / "experiments").glob("cascadepsp_*.py"))
+
+
+def _table_scales(path: pathlib.Path) -> list[str]:
+  """The scales a table file has a base config for ([] for experiment scripts without TABLE)."""
+  if "\nTABLE = dict(" not in path.read_text():
+    return []
+  spec = importlib.util.spec_from_file_location(f"_shipped_{path.stem}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return [s for s in SCALES if s in module.TABLE["base"]]
+
+
+# every experiments/ file with a TABLE, at every scale it has a base config for
+SHIPPED = [(path, scale) for path in sorted((ROOT / "experiments").glob("*.py"))
+           for scale in _table_scales(path)]
 
 
 def test_rows_merge_table_row_and_scale_overrides(tmp_path):
@@ -32,7 +46,7 @@ def test_rows_merge_table_row_and_scale_overrides(tmp_path):
     ('metrics=["mIoU", "aAcc"]', 'metrics="mIoU"', "'metrics'"),
     ('dict(name="fcn"', 'dict(name="f cn"', "rows[0]"),
     ('dict(name="psp", label="PSP"', 'dict(name="fcn", label="PSP"', "row 'fcn': duplicate row name"),
-    ('eval={"eval.scales": (0.5, 1.0)}', 'eval={"model.depth": 101}', "row 'psp_ms' 'eval': key 'model.depth'"),
+    ('eval={"eval.scales": (0.5, 1.0)}', 'eval={"train.steps": 101}', "row 'psp_ms' 'eval': key 'train.steps'"),
     ('train={"model.context": "none"}', 'train={"seed": 3}', "row 'fcn' 'train': 'seed' comes from"),
     ('paper={"mIoU": 41.68}', 'paper={"mIOU": 41.68}', "row 'psp' 'paper': metric 'mIOU'"),
     ('paper={"mIoU": 41.68}', 'paper={"mIoU": "41.68"}', "row 'psp' 'paper': mIoU must be a number"),
@@ -79,12 +93,18 @@ def test_overrides_are_checked_against_the_base_config(tmp_path, override, needl
   assert str(path) in str(e.value) and "row 'fcn' train overrides" in str(e.value) and needle in str(e.value)
 
 
-@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
-@pytest.mark.parametrize("scale", SCALES)
+def test_every_table_file_is_checked():
+  names = {p.stem for p, _ in SHIPPED}
+  assert {"pspnet_table1", "pspnet_table4", "cascadepsp_ablation", "deeplab_context", "deeplab_voc"} <= names
+  assert ("deeplab_voc", "paper") in {(p.stem, s) for p, s in SHIPPED}
+
+
+@pytest.mark.parametrize("path, scale", SHIPPED, ids=lambda v: getattr(v, "stem", v))
 def test_shipped_tables_load_and_fit_their_base_configs(path, scale):
   table = load_table(path, scale)
-  base_file = ROOT / table.base.split(":")[0]
-  assert base_file.is_file(), f"{path.name}: its base config {base_file} does not exist"
+  for base in {table.base, *(r.base for r in table.rows)}:
+    base_file = ROOT / base.split(":")[0]
+    assert base_file.is_file(), f"{path.name}: its base config {base_file} does not exist"
   plan = plan_lib.make_plan(table, "/tmp/unused")  # checks every override against the config
   assert len(table.seeds) >= (2 if scale == "mini" else 1)
   assert all(set(r.paper) <= set(table.metrics) for r in table.rows)

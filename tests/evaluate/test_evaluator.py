@@ -13,7 +13,8 @@ from PIL import Image
 from configs import data as data_configs
 from psp_jax.data import eval_iterator
 from psp_jax.evaluate.evaluator import evaluate_split, local_image_count, metrics_markdown
-from psp_jax.evaluate.metrics import confusion_matrix, segmentation_metrics
+from psp_jax.data.synthetic import SYNTHETIC_CLASSES
+from psp_jax.evaluate.metrics import confusion_matrix, lookalike_metrics, segmentation_metrics
 
 
 def test_confusion_matrix_ignores_255_and_counts_rows_as_labels():
@@ -44,6 +45,24 @@ def test_metrics_from_a_hand_computed_confusion_matrix():
   assert [r["pixels"] for r in m["per_class"]] == [7, 5, 0, 0]
   md = metrics_markdown(m, "t")
   assert "| a | 55.56 | 71.43 | 7 |" in md and "excluded from the means): d" in md
+
+
+def test_lookalike_metrics_from_a_hand_computed_confusion_matrix():
+  names = ["ground", "boat", "car", "bird", "cow"]
+  cm = np.array([[10, 0, 0, 0, 0],
+                 [0, 6, 3, 0, 1],    # boat: 3 of its 10 pixels called car
+                 [0, 1, 4, 0, 0],    # car: 1 of 5 called boat
+                 [0, 0, 0, 8, 0],
+                 [0, 0, 0, 2, 0]])   # cow: every pixel lost (2 to bird): IoU 0
+  m = lookalike_metrics(cm, names, (("boat", "car"), ("bird", "cow")))
+  ious = [6 / (10 + 7 - 6), 4 / (5 + 7 - 4), 8 / (8 + 10 - 8), 0.0]
+  assert m["lookalike_mIoU"] == pytest.approx(np.mean(ious))
+  assert m["twin_rate"] == pytest.approx((3 + 1 + 0 + 2) / (10 + 5 + 8 + 2))
+  assert m["twins"] == pytest.approx({"boat->car": 0.3, "car->boat": 0.2, "bird->cow": 0.0, "cow->bird": 1.0})
+  with pytest.raises(ValueError, match=r"data.lookalike_groups.*unknown: \['cat'\]"):
+    lookalike_metrics(cm, names, (("boat", "cat"),))
+  with pytest.raises(ValueError, match="at least two classes"):
+    lookalike_metrics(cm, names, (("boat",),))
 
 
 class PerPixel(nn.Module):
@@ -105,6 +124,12 @@ def test_evaluate_split_equals_a_direct_computation(tiny_setup, tmp_path):
   assert report["mIoU"] == pytest.approx(metrics["mIoU"])
   assert (tmp_path / "eval" / "validation_step7.md").read_text().startswith("# Evaluation")
   assert "flip on" in metrics["protocol"] and "SUBSET" not in metrics["protocol"]
+  # the synthetic scenes' config names their look-alike groups: the report carries their metrics
+  assert cfg.data.lookalike_groups == (("boat", "car"), ("bird", "cow"))
+  assert metrics["lookalike_mIoU"] == pytest.approx(lookalike_metrics(
+      expected, SYNTHETIC_CLASSES, cfg.data.lookalike_groups)["lookalike_mIoU"], nan_ok=True)
+  assert set(metrics["twins"]) == {"boat->car", "car->boat", "bird->cow", "cow->bird"}
+  assert "Look-alike classes" in (tmp_path / "eval" / "validation_step7.md").read_text()
 
 
 def test_max_images_evaluates_exactly_the_first_images(tiny_setup):

@@ -113,3 +113,17 @@ def test_v1_minis_clip_gradients():
 def test_unknown_variant():
   with pytest.raises(ValueError, match="unknown config 'nope'; choose one of"):
     dl_configs.get_config("nope")
+
+
+def test_v1_and_v2_recipes_name_their_densecrf_preset():
+  # the spec's test protocols end in the CRF; evaluations report without and with it
+  assert dl_configs.deeplabv1_largefov_voc().eval.crf == "v1_largefov"
+  assert dl_configs.deeplabv1_largefov_voc_poly().eval.crf == "v1_largefov"
+  assert dl_configs.deeplabv2_resnet101_voc().eval.crf == "v2_resnet"
+  from psp_jax.postprocess import presets
+  for name in ("v1_largefov", "v2_resnet"):
+    assert name in presets.PRESETS
+  # v3 uses none, and the CPU minis leave it off (it would dominate their evaluation time)
+  assert dl_configs.deeplabv3_resnet101_voc().eval.crf == ""
+  assert all(dl_configs.get_config(f"deeplabv{v}_{d}_mini").eval.crf == ""
+             for v in (1, 2, 3) for d in ("synthetic", "camvid"))

@@ -9,6 +9,7 @@ import pytest
 from flax.traverse_util import flatten_dict
 
 from psp_jax.models import PSPNet, PyramidPooling, ResNet
+from psp_jax.models.aspp import ASPPL, DeepLabV3Head, FCHead
 from psp_jax.models.build import build_model
 from psp_jax.models.resnet import RESNET_LAYOUTS, stage_dilations
 from psp_jax.checkpoint import init_variables
@@ -135,6 +136,44 @@ def test_fcn_baseline_has_no_ppm_and_head_sees_layer4():
   assert v["params"]["head"]["conv"]["kernel"].shape == (3, 3, 4096, 512)
 
 
+@pytest.mark.parametrize("context, rates, head", [
+    ("largefov", (3,), lambda: FCHead(7, 2 * 16, 3, 3, 0.1)),
+    ("aspp_l", (1, 2, 3), lambda: ASPPL(7, (1, 2, 3), "resnet")),
+    ("aspp", (1, 2), lambda: DeepLabV3Head(7, (1, 2), 8, True, 0.1)),
+])
+def test_deeplab_heads_on_the_pspnet_backbone_are_deeplabs_own(context, rates, head):
+  # context swaps pyramid pooling + head for the DeepLab head: same backbone, the head's own
+  # parameters (names and shapes), logits at the input size, the aux head unchanged
+  model = PSPNet(7, depth=18, stem="classic", width=8, head_features=16, aux_features=8,
+                 context=context, context_rates=rates)
+  (logits, aux), v = _shapes(model, (2, 41, 41, 3), return_aux=True)
+  assert logits.shape == aux.shape == (2, 41, 41, 7) and "ppm" not in v["params"]
+  _, own = _shapes(head(), (2, 6, 6, 64))
+  shapes = lambda t: jax.tree.map(lambda a: a.shape, t)  # noqa: E731
+  assert shapes(v["params"]["head"]) == shapes(own["params"])
+  fcn = _shapes(PSPNet(7, depth=18, stem="classic", width=8, head_features=16, aux_features=8,
+                       context="none"), (2, 41, 41, 3), return_aux=True)[1]
+  assert shapes(v["params"]["backbone"]) == shapes(fcn["params"]["backbone"])
+  assert shapes(v["params"]["aux_head"]) == shapes(fcn["params"]["aux_head"])
+
+
+def test_deeplab_heads_default_rates_image_pooling_and_errors():
+  kw = dict(depth=18, stem="classic", width=8, head_features=16)
+  # () takes DeepLab's rates at output stride 8: v3's (6, 12, 18) at 16 doubled
+  _, v = _shapes(PSPNet(3, context="aspp", **kw), (1, 321, 321, 3))
+  assert [k for k in v["params"]["head"]["aspp"] if k.endswith("_conv")] == [
+      "branch0_conv", "branch1_conv", "branch2_conv", "branch3_conv", "pool_conv", "project_conv"]
+  assert v["params"]["head"]["aspp"]["branch3_conv"]["kernel"].shape == (3, 3, 64, 8)
+  _, v = _shapes(PSPNet(3, context="aspp", context_rates=(2,), image_pooling=False, **kw), (1, 65, 65, 3))
+  assert "pool_conv" not in v["params"]["head"]["aspp"]
+  _, v = _shapes(PSPNet(3, context="aspp_l", **kw), (1, 321, 321, 3))
+  assert sorted(v["params"]["head"]) == ["c0", "c1", "c2", "c3"]  # rates 6, 12, 18, 24
+  with pytest.raises(ValueError, match=r"context_rates=\(3, 4\): context='largefov' takes one rate"):
+    _shapes(PSPNet(3, context="largefov", context_rates=(3, 4), **kw), (1, 65, 65, 3))
+  with pytest.raises(ValueError, match=r"ASPPL.rates=\(6, 12, 18, 24\): rate 12 does not fit the 9x9 feature map"):
+    _shapes(PSPNet(3, context="aspp_l", **kw), (1, 65, 65, 3))
+
+
 def test_ppm_variants_channels():
   x = (2, 13, 13, 64)
   assert _shapes(PyramidPooling(), x)[0].shape == (2, 13, 13, 128)
@@ -183,7 +222,7 @@ def test_bad_inputs_name_the_argument():
   with pytest.raises(ValueError, match="in_channels=3 channels"):
     PSPNet(5, depth=18).init(jax.random.key(0), jnp.zeros((1, 33, 33, 4)))
   with pytest.raises(ValueError, match="context"):
-    PSPNet(5, depth=18, width=8, context="aspp").init(jax.random.key(0), x)
+    PSPNet(5, depth=18, width=8, context="fpn").init(jax.random.key(0), x)
   with pytest.raises(ValueError, match="bins"):
     PyramidPooling(bins=(1, 0)).init(jax.random.key(0), jnp.zeros((1, 6, 6, 8)))
   with pytest.raises(ValueError, match="do not split evenly"):

@@ -18,6 +18,19 @@ def test_differences_of_a_converted_checkpoint_and_two_configs():
   assert checkpoint_match.differences(meta, ade) == []  # the compute dtype may differ
 
 
+def test_inference_fields_may_differ_between_checkpoint_and_config():
+  # DeepLab v3 trains at output stride 16 and evaluates at 8 with the same parameters
+  v3 = config_loading.load_config("configs/deeplab.py:deeplabv3_resnet101_voc").config
+  meta = {"model": {**v3.model.to_dict(), "output_stride": 16}}
+  v3.model.output_stride = 8
+  assert checkpoint_match.differences(meta, v3) == []
+  v3.model.rates = (1, 2, 3)  # the ASPP rates are not an inference field
+  assert checkpoint_match.differences(meta, v3) == ["model.rates: checkpoint [6, 12, 18], config [1, 2, 3]"]
+  v1 = config_loading.load_config("configs/deeplab.py:deeplabv1_largefov_voc").config
+  meta = {"model": {**v1.model.to_dict(), "rate": 6}}  # a family without inference fields
+  assert checkpoint_match.differences(meta, v1) == ["model.rate: checkpoint 6, config 12"]
+
+
 def test_evaluate_refuses_another_config_or_states_the_override(trained_workdir, cli, data_dir, tmp_path):
   reports = {p.name: p.read_bytes() for p in (trained_workdir / "eval").iterdir()}
   assert reports, "run A wrote no evaluation report"

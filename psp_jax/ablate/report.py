@@ -13,6 +13,7 @@ import csv
 import math
 import pathlib
 
+from psp_jax.ablate import claims as claims_lib
 from psp_jax.ablate.collect import RowResult
 from psp_jax.ablate.plan import Plan
 from psp_jax.ablate.table import Table
@@ -84,6 +85,7 @@ def markdown(plan: Plan, results: list[RowResult], command: str) -> str:
     lines.append(f"| `{r.row.name}` | " + (f"`{r.row.base}` | " if own_base else "")
                  + f"{_overrides(r.row.train)} | {_overrides(r.row.eval)} | "
                  f"{'`runs/' + run_of[r.row.name] + '`' if r.row.name in run_of else '–'} |")
+  lines += claims_markdown(t, results)
   details = [f"- `{r.row.name}` seed {s}: {why}" for r in results for s, why in sorted(r.failed.items())]
   details += [f"- `{r.row.name}` {p}" for r in results for p in r.problems]
   if details:
@@ -91,6 +93,22 @@ def markdown(plan: Plan, results: list[RowResult], command: str) -> str:
   if t.notes:
     lines += ["", "Notes:", *[f"- {n}" for n in t.notes]]
   return "\n".join(lines) + "\n"
+
+
+def claims_markdown(table: Table, results: list[RowResult]) -> list[str]:
+  """The table's claims with the paired difference over seeds, its 95% interval and the verdict."""
+  found = claims_lib.evaluate_claims(table, results)
+  if not found:
+    return []
+  lines = ["", "Claims, tested by the paired difference over seeds (A - B, sign-flipped where lower "
+           "is better, so > 0 means A is better; 95% Student-t interval; psp_jax/ablate/claims.py):",
+           "", "| claim | metric | paired seeds | difference | 95% interval | verdict |",
+           "|---|---|---:|---:|---|---|"]
+  for c in found:
+    interval = f"[{_num(c.low)}, {_num(c.high)}]" if c.n > 1 else "–"
+    lines.append(f"| `{c.better}` better than `{c.than}` | {table.label(c.metric)} | {c.n} | "
+                 f"{_num(c.mean)} | {interval} | **{c.verdict}** |")
+  return lines
 
 
 def write_csv(plan: Plan, results: list[RowResult], path: pathlib.Path) -> None:

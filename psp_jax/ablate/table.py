@@ -19,6 +19,10 @@ A table file is a Python module with one dict, `TABLE`:
       split=None,                                      # optional: evaluation split (None: the
                                                        #   config's eval.split)
       paper_source="paper_numbers.md, Table 1 ...",    # where the paper column comes from
+      claims=[dict(better="b1236_avg", than="fcn", metric="mIoU")],  # optional: orderings the
+                                                       #   report tests by the paired difference
+                                                       #   over seeds (psp_jax/ablate/claims.py)
+      lower_is_better=["twin_rate"],                   # optional: metrics where smaller wins
       rows=[dict(
           name="b1_avg",                    # [A-Za-z0-9_.-]+, unique: file and directory names
           label="+B1+AVE",                  # optional display name (default: name)
@@ -56,7 +60,8 @@ SCALES = ("mini", "paper")
 CHECKPOINTS = ("latest", "best")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _TABLE_KEYS = {"title", "notes", "base", "train", "eval", "seeds", "metrics", "metric_labels", "scale",
-               "checkpoint", "split", "paper_source", "rows"}
+               "checkpoint", "split", "paper_source", "rows", "claims", "lower_is_better"}
+_CLAIM_KEYS = {"better", "than", "metric"}
 _ROW_KEYS = {"name", "label", "train", "eval", "at", "scales", "paper", "blocked", "base"}
 
 
@@ -92,6 +97,8 @@ class Table:
   paper_source: str
   notes: tuple[str, ...]
   rows: tuple[Row, ...]
+  claims: tuple[dict, ...] = ()
+  lower_is_better: tuple[str, ...] = ()
 
   @property
   def stem(self) -> str:
@@ -254,10 +261,24 @@ def parse_table(raw: Mapping[str, Any], path: str | pathlib.Path, scale: str) ->
       rows.append(row)
   if not rows:
     _fail(path, "'rows'", f"no row is defined at scale {scale!r}")
+  lower = raw.get("lower_is_better") or ()
+  if isinstance(lower, str) or not set(lower) <= set(metrics):
+    _fail(path, "'lower_is_better'", f"must list some of the metrics {list(metrics)}, got {lower!r}")
+  claims = []
+  for i, claim in enumerate(raw.get("claims") or ()):
+    if not isinstance(claim, Mapping) or set(claim) != _CLAIM_KEYS:
+      _fail(path, f"claims[{i}]", f"must be dict(better=ROW, than=ROW, metric=METRIC), got {claim!r}")
+    for key in ("better", "than"):
+      if claim[key] not in seen:
+        _fail(path, f"claims[{i}]", f"{key}={claim[key]!r} is not a row of the table")
+    if claim["metric"] not in metrics:
+      _fail(path, f"claims[{i}]", f"metric {claim['metric']!r} is not one of {list(metrics)}")
+    claims.append(dict(claim))
   return Table(path=path, scale=scale, title=str(raw["title"]), base=base[scale],
                seeds=tuple(seeds), metrics=metrics, metric_labels=dict(labels),
                value_scale=float(value_scale), checkpoint=checkpoint, split=split,
-               paper_source=str(raw.get("paper_source", "")), notes=tuple(notes), rows=tuple(rows))
+               paper_source=str(raw.get("paper_source", "")), notes=tuple(notes), rows=tuple(rows),
+               claims=tuple(claims), lower_is_better=tuple(lower))
 
 
 def load_table(path: str | pathlib.Path, scale: str) -> Table:

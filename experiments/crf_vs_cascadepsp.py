@@ -18,6 +18,11 @@ the grid too. 'CRF after CascadePSP' runs the tuned CRF on CascadePSP's soft out
 [1 - c, c]). Timing columns are seconds per image on this machine (CPU named in the output).
 IoU is pooled over the examples, mBA the mean of per-example boundary accuracies (as
 `psp-jax evaluate` on a refinement checkpoint).
+
+--samples also runs the tuned CRF, CascadePSP and both on the real photographs of
+../shared/data/refine_samples. They have no ground truth (their README): the table gives each
+method's IoU with the input mask and the pixels it adds and removes, and STEM.png shows them
+(columns: input, CRF, CascadePSP, CascadePSP + CRF; the mask in green).
 """
 from __future__ import annotations
 
@@ -43,7 +48,10 @@ from psp_jax.postprocess.params import CRFParams  # noqa: E402
 from psp_jax.postprocess.presets import PRESETS, resolve  # noqa: E402
 from psp_jax.refine.api import Refiner  # noqa: E402
 
-GRID = {"confidence": (0.6, 0.8), "w_bi": (4.0, 10.0), "xy_bi": (30.0, 80.0), "rgb_bi": (5.0, 13.0)}
+# Weak settings (w_bi 1, c 0.95) are in, so the tuned CRF can stay close to its input where
+# the CRF does not help.
+GRID = {"confidence": (0.6, 0.8, 0.95), "w_bi": (1.0, 4.0, 10.0), "xy_bi": (30.0, 80.0),
+        "rgb_bi": (5.0, 13.0)}
 
 
 def parse_args(argv=None):
@@ -55,6 +63,8 @@ def parse_args(argv=None):
   p.add_argument("--tune", type=int, default=12, help="training-split examples the CRF is tuned on")
   p.add_argument("--images", type=int, default=60, help="validation examples reported")
   p.add_argument("--L", type=int, default=480, help="CascadePSP's working resolution")
+  p.add_argument("--samples", action="store_true",
+                 help="also refine ../shared/data/refine_samples (no ground truth; STEM.png)")
   p.add_argument("--out", required=True, help="output stem: writes STEM.md and STEM.json")
   return p.parse_args(argv)
 
@@ -123,6 +133,43 @@ def tune(examples, verbose: bool = True) -> tuple[str, CRFParams, float, list]:
   return label, params, c, rows
 
 
+def run_samples(refiner, params: CRFParams, conf: float, args, out: pathlib.Path) -> list[dict]:
+  """The methods on the refine_samples photographs: change from the input, and a figure."""
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  sys.path.insert(0, str(ROOT / "experiments"))
+  from refine_real_photos import PAIRS, SAMPLES, tile  # pylint: disable=import-outside-toplevel
+  rows, figure = [], []
+  for image_name, mask_name in PAIRS:
+    image = np.asarray(Image.open(SAMPLES / image_name).convert("RGB"))
+    mask = np.asarray(Image.open(SAMPLES / mask_name).convert("L")) > 127
+    t = time.time()
+    crf = crf_mask(image, mask, params, conf)
+    crf_s = time.time() - t
+    t = time.time()
+    result = refiner.refine_result(image, mask.astype(np.uint8) * 255, L=args.L)
+    refine_s = time.time() - t
+    t = time.time()
+    both = crf_mask(image, np.asarray(result.probability), params, conf)
+    both_s = refine_s + time.time() - t
+    tiles = [tile(image, mask, None, 320)]
+    for method, m, sec in (("DenseCRF", crf, crf_s), ("CascadePSP", np.asarray(result.mask) > 0, refine_s),
+                           ("CascadePSP + CRF", both, both_s)):
+      rows.append({"sample": image_name, "method": method, "seconds": round(sec, 2),
+                   "iou_with_input": float((m & mask).sum() / max((m | mask).sum(), 1)),
+                   "added": int((m & ~mask).sum()), "removed": int((mask & ~m).sum())})
+      tiles.append(tile(image, m, None, 320))
+      print(f"{image_name:22s} {method:18s} IoU with input {100 * rows[-1]['iou_with_input']:.2f} "
+            f"({sec:.1f} s)", flush=True)
+    figure.append(np.concatenate(tiles, axis=1))
+  width = max(r.shape[1] for r in figure)
+  figure = np.concatenate([np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255)
+                           for r in figure], axis=0)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  # 256 colours: a fifth of the full-colour file's size, and enough for masks over photos
+  Image.fromarray(figure).quantize(256).save(out.with_suffix(".png"), optimize=True)
+  return rows
+
+
 def main(argv=None) -> int:
   args = parse_args(argv)
   start = time.time()
@@ -130,7 +177,13 @@ def main(argv=None) -> int:
   tuning = list(refine_eval_examples(cfg, "train", max_images=args.tune))
   print(f"tuning the CRF on {len(tuning)} training-split examples ({len(candidates())} settings)", flush=True)
   label, params, conf, grid_rows = tune(tuning)
-  print(f"best: {label}", flush=True)
+  tuning_input = Scores()
+  for _, _, gt, coarse in tuning:
+    tuning_input.add(coarse > 0, gt > 0)
+  tuning_input = tuning_input.row()
+  best_row = max(grid_rows, key=lambda r: r["IoU"])
+  print(f"best: {label} (tuning IoU {100 * best_row['IoU']:.2f}, its inputs {100 * tuning_input['IoU']:.2f})",
+        flush=True)
   refiner = Refiner(args.checkpoint)
   methods = {k: Scores() for k in ("input", "crf", "cascadepsp", "cascadepsp_crf")}
   names = []
@@ -148,6 +201,7 @@ def main(argv=None) -> int:
     methods["cascadepsp_crf"].add(crf_mask(image, np.asarray(result.probability), params, conf), gt,
                                   refine_s + time.time() - t)
   rows = {k: v.row() for k, v in methods.items()}
+  sample_rows = run_samples(refiner, params, conf, args, pathlib.Path(args.out)) if args.samples else []
   cpu = platform.processor() or platform.machine()
   try:
     cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
@@ -159,18 +213,27 @@ def main(argv=None) -> int:
   md = [f"# DenseCRF vs CascadePSP on {args.dataset} objects", "",
         f"Made by: `{command}` ({time.time() - start:.0f} s on {cpu})", "",
         f"{len(names)} validation examples; CRF tuned on {len(tuning)} training-split examples over "
-        f"{len(grid_rows)} settings; checkpoint `{args.checkpoint}`.", "",
+        f"{len(grid_rows)} settings (tuning set: inputs IoU {100 * tuning_input['IoU']:.2f} / mBA "
+        f"{100 * tuning_input['mBA']:.2f}, the chosen CRF {100 * best_row['IoU']:.2f} / "
+        f"{100 * best_row['mBA']:.2f}); checkpoint `{args.checkpoint}`.", "",
         "| method | IoU | mBA | s / image |", "|---|---:|---:|---:|"]
   for k, r in rows.items():
     md.append(f"| {labels[k]} | {100 * r['IoU']:.2f} | {100 * r['mBA']:.2f} | "
               + (f"{r['seconds_per_image']:.2f}" if k != "input" else "–") + " |")
+  if sample_rows:
+    md += ["", f"Real photographs without ground truth (../shared/data/refine_samples, CascadePSP at "
+           f"L={args.L}; figure {pathlib.Path(args.out).name}.png):", "",
+           "| sample | method | IoU with input | added px | removed px | s |", "|---|---|---:|---:|---:|---:|"]
+    md += [f"| {r['sample']} | {r['method']} | {100 * r['iou_with_input']:.2f} | {r['added']} | "
+           f"{r['removed']} | {r['seconds']:.1f} |" for r in sample_rows]
   out = pathlib.Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)
   out.with_suffix(".md").write_text("\n".join(md) + "\n")
   out.with_suffix(".json").write_text(json.dumps(
       {"command": command, "cpu": cpu, "dataset": args.dataset, "checkpoint": args.checkpoint,
        "examples": names, "crf_setting": label, "crf_params": params.to_dict(), "confidence": conf,
-       "tuning": grid_rows, "results": rows, "seconds": round(time.time() - start, 1)}, indent=1) + "\n")
+       "tuning": grid_rows, "tuning_inputs": tuning_input, "results": rows, "samples": sample_rows,
+       "seconds": round(time.time() - start, 1)}, indent=1) + "\n")
   print("\n".join(md))
   return 0
 

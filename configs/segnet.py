@@ -14,7 +14,8 @@ parameter as the prototxts: conv biases at 2x lr without weight decay; SegNet's 
 (`optim.param_rules`, psp_jax/train/param_rules.py). After training the tutorial recomputes
 the BN statistics over the training set (`psp-jax recompute-bn`), then tests.
 The `*_mini` variants are the same recipes at a third of the resolution (120x160) with a
-narrow width and a few hundred iterations, for CPU runs here.
+narrow width and a few hundred iterations, for CPU runs here; `*_synthetic_mini` the same narrow
+networks on the embedded synthetic look-alike scenes (193 px, 150 iterations).
 
 Fields beyond configs/common.py's: model.* are the SegNet / SegNetBasic constructor fields
 (psp_jax/models/segnet.py); train.class_weights is None or one loss weight per class
@@ -38,6 +39,11 @@ SEGNET_BASIC_PARAM_RULES = ({"pattern": "*_bn/*", "lr": 1.0, "decay": 1},
                             {"pattern": "*/bias", "lr": 2.0, "decay": 0})
 # SegNet's inputs: raw 0-255 BGR, no mean subtraction (the family's preprocessing).
 SEGNET_INPUT = dict(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), input_scale=1.0, channel_order="BGR")
+# The same median-frequency balancing for the synthetic look-alike scenes' 11 classes (sky,
+# water, road, grass, sand, boat, car, bird, cow, tree, sign), from their 2048 training scenes:
+#   python -m psp_jax.data.class_weights --config configs/segnet.py:segnet_synthetic_mini
+SYNTHETIC_CLASS_WEIGHTS = (0.8001, 0.8418, 0.7831, 0.8557, 0.4413, 1.0331, 1.0000, 1.0102, 1.0123,
+                           1.6199, 1.4874)
 CAMVID_HW = (360, 480)
 MINI_HW = (120, 160)
 
@@ -102,9 +108,47 @@ def segnet_basic_mini() -> ml_collections.ConfigDict:
   return _mini(segnet_basic_camvid(), width=16, steps=300)
 
 
+def _synthetic_mini(cfg: ml_collections.ConfigDict, width: int) -> ml_collections.ConfigDict:
+  """A recipe on the embedded synthetic look-alike scenes (configs/data.py:synthetic): whole
+  193 px images, no augmentation, 150 iterations of batch 8 as the other families' synthetic
+  minis, the recipe's median-frequency class weights recomputed for these scenes
+  (SYNTHETIC_CLASS_WEIGHTS)."""
+  classes = cfg.model.num_classes
+  synthetic = data.synthetic()
+  synthetic.update(SEGNET_INPUT)
+  synthetic.num_classes = classes
+  cfg.data = synthetic
+  cfg.model.width = width
+  cfg.train.steps = 150
+  cfg.train.batch_size = 8
+  cfg.train.class_weights = SYNTHETIC_CLASS_WEIGHTS
+  cfg.train.checkpoint_every = 100
+  cfg.train.log_every = 25
+  cfg.eval.crop_size = (193, 193)
+  cfg.eval.base_size = 193
+  cfg.eval.every = 0
+  cfg.eval.window_batch = 4
+  cfg.eval.log_images = 0
+  return cfg
+
+
+def segnet_synthetic_mini() -> ml_collections.ConfigDict:
+  """SegNet's recipe (width 8) on the synthetic look-alike scenes, 193 px, 150 iterations."""
+  return _synthetic_mini(segnet_camvid(), width=8)
+
+
+def segnet_basic_synthetic_mini() -> ml_collections.ConfigDict:
+  """SegNet-Basic's recipe (width 16) on the synthetic look-alike scenes, 193 px, 150 iterations."""
+  return _synthetic_mini(segnet_basic_camvid(), width=16)
+
+
+VARIANTS = (segnet_camvid, segnet_basic_camvid, segnet_mini, segnet_basic_mini, segnet_synthetic_mini,
+            segnet_basic_synthetic_mini)
+
+
 def get_config(name: str = "segnet_basic_mini") -> ml_collections.ConfigDict:
   """Entry point of `--config configs/segnet.py:NAME`."""
-  variants = {f.__name__: f for f in (segnet_camvid, segnet_basic_camvid, segnet_mini, segnet_basic_mini)}
+  variants = {f.__name__: f for f in VARIANTS}
   if name not in variants:
     raise ValueError(f"configs/segnet.py has no variant {name!r}; choose one of {sorted(variants)}")
   return variants[name]()

@@ -35,6 +35,18 @@ class Cell:
     return statistics.stdev(self.values.values()) if len(self.values) > 1 else math.nan
 
 
+# The cost columns of a table with `costs=True`: (key, where in the results, label). 'cost' is
+# the evaluation's entry (psp_jax/evaluate/evaluator.py:evaluation_cost), 'train_cost' the
+# training run's (psp_jax/train/loop.py), read from the run's train_result.json.
+COSTS = (("params_M", ("cost", "params"), "parameters (M)"),
+         ("gflops", ("cost", "gflops_per_window"), "GFLOPs per window"),
+         ("train_images_per_s", ("train_cost", "images_per_s"), "train images/s"),
+         ("forward_ms", ("cost", "forward_ms_per_image"), "eval forward ms/image"),
+         ("crf_ms", ("cost", "crf_ms_per_image"), "DenseCRF ms/image"),
+         ("train_memory_mb", ("train_cost", "peak_memory_mb"), "peak train memory (MiB)"))
+_COST_SCALE = {"params_M": 1e-6}
+
+
 @dataclasses.dataclass
 class RowResult:
   row: Row
@@ -42,6 +54,8 @@ class RowResult:
   failed: dict[int, str]       # seed -> reason
   pending: list[int]           # seeds without a result or a failure (not run yet)
   problems: list[str]          # e.g. a metric missing from a result file
+  costs: dict[str, Cell] = dataclasses.field(default_factory=dict)  # COSTS key -> raw values
+  cost_notes: dict[str, str] = dataclasses.field(default_factory=dict)  # e.g. the window size
 
   @property
   def status(self) -> str:
@@ -86,6 +100,22 @@ def row_result_file(evaluation: Evaluation) -> dict | None:
   return None
 
 
+def _collect_costs(evaluation: Evaluation, metrics: dict, seed: int, costs: dict[str, Cell],
+                   notes: dict[str, str]) -> None:
+  """The seed's cost values: the evaluation's own 'cost', the training run's 'train_cost'."""
+  sources = {"cost": metrics.get("cost"),
+             "train_cost": metrics.get("train_cost") or (_read(evaluation.run.result_file) or {}).get("train_cost")}
+  for key, (source, field), _ in COSTS:
+    value = (sources[source] or {}).get(field) if isinstance(sources[source], dict) else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+      costs[key].values[seed] = float(value) * _COST_SCALE.get(key, 1.0)
+  if isinstance(sources["cost"], dict) and sources["cost"].get("window"):
+    notes["window"] = "x".join(str(v) for v in sources["cost"]["window"])
+  for note, field in (("memory", "memory_measured"), ("machine", "machine")):
+    if isinstance(sources["train_cost"], dict) and sources["train_cost"].get(field):
+      notes[note] = str(sources["train_cost"][field])
+
+
 def collect(plan: Plan) -> list[RowResult]:
   """One RowResult per row of the plan's table, in table order (collect from a plan of every
   row: rows a plan leaves out show as not run)."""
@@ -93,6 +123,8 @@ def collect(plan: Plan) -> list[RowResult]:
   results = []
   for row in table.rows:
     cells = {m: Cell({}) for m in table.metrics}
+    costs = {key: Cell({}) for key, _, _ in COSTS} if table.costs else {}
+    cost_notes: dict[str, str] = {}
     failed, pending, problems = {}, [], []
     if not row.blocked:
       by_seed = {e.seed: e for e in plan.evaluations if e.row == row.name}
@@ -112,5 +144,8 @@ def collect(plan: Plan) -> list[RowResult]:
             cells[m].values[seed] = float(value) * table.value_scale
           else:
             problems.append(f"seed {seed}: metric {m!r} is {value!r} in {e.output}")
-    results.append(RowResult(row=row, cells=cells, failed=failed, pending=pending, problems=problems))
+        if table.costs:
+          _collect_costs(e, metrics, seed, costs, cost_notes)
+    results.append(RowResult(row=row, cells=cells, failed=failed, pending=pending, problems=problems,
+                             costs=costs, cost_notes=cost_notes))
   return results

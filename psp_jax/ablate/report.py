@@ -14,7 +14,7 @@ import math
 import pathlib
 
 from psp_jax.ablate import claims as claims_lib
-from psp_jax.ablate.collect import RowResult
+from psp_jax.ablate.collect import COSTS, RowResult
 from psp_jax.ablate.plan import Plan
 from psp_jax.ablate.table import Table
 
@@ -46,7 +46,10 @@ def _overrides(d: dict) -> str:
 
 def paths(plan: Plan) -> dict[str, pathlib.Path]:
   stem = plan.workdir / f"{plan.table.stem}_{plan.table.scale}"
-  return {"md": stem.with_suffix(".md"), "csv": stem.with_suffix(".csv"), "png": stem.with_suffix(".png")}
+  out = {"md": stem.with_suffix(".md"), "csv": stem.with_suffix(".csv"), "png": stem.with_suffix(".png")}
+  if plan.table.costs:
+    out["cost_png"] = stem.with_name(stem.name + "_cost.png")
+  return out
 
 
 def markdown(plan: Plan, results: list[RowResult], command: str) -> str:
@@ -86,6 +89,7 @@ def markdown(plan: Plan, results: list[RowResult], command: str) -> str:
                  + f"{_overrides(r.row.train)} | {_overrides(r.row.eval)} | "
                  f"{'`runs/' + run_of[r.row.name] + '`' if r.row.name in run_of else '–'} |")
   lines += claims_markdown(t, results)
+  lines += costs_markdown(t, results)
   details = [f"- `{r.row.name}` seed {s}: {why}" for r in results for s, why in sorted(r.failed.items())]
   details += [f"- `{r.row.name}` {p}" for r in results for p in r.problems]
   if details:
@@ -111,11 +115,39 @@ def claims_markdown(table: Table, results: list[RowResult]) -> list[str]:
   return lines
 
 
+_COST_DIGITS = {"params_M": 3, "gflops": 3, "train_images_per_s": 1, "forward_ms": 1, "crf_ms": 0,
+                "train_memory_mb": 0}
+
+
+def costs_markdown(table: Table, results: list[RowResult]) -> list[str]:
+  """The cost section of a table with `costs=True`: each row's mean over its seeds."""
+  if not table.costs:
+    return []
+  windows = sorted({r.cost_notes["window"] for r in results if "window" in r.cost_notes})
+  memory = sorted({r.cost_notes["memory"] for r in results if "memory" in r.cost_notes})
+  lines = ["", "Cost, measured in the same runs (mean over the seeds; timings are of the machine "
+           "that ran them, named below; GFLOPs are XLA's count of one forward at batch 1, "
+           f"window {', '.join(windows) or '?'}; memory: {', '.join(memory) or '?'}; '–' not "
+           "measured, e.g. no CRF in that evaluation):", "",
+           "| row | " + " | ".join(label for _, _, label in COSTS) + " |",
+           "|---|" + "---:|" * len(COSTS)]
+  for r in results:
+    cells = [_num(r.costs[key].mean, _COST_DIGITS[key]) if r.costs[key].n else "–" for key, _, _ in COSTS]
+    lines.append(f"| `{r.row.name}` | " + " | ".join(cells) + " |")
+  machines = sorted({r.cost_notes["machine"] for r in results if "machine" in r.cost_notes})
+  lines += ["", "Machine of the timings: " + ("; ".join(machines) or "not recorded")
+            + ("" if len(machines) < 2 else " (rows ran on different machines: compare timings "
+               "only within one)")]
+  return lines
+
+
 def write_csv(plan: Plan, results: list[RowResult], path: pathlib.Path) -> None:
   t = plan.table
   header = ["row", "label", "status", "n"]
   for m in t.metrics:
     header += [f"{m}_mean", f"{m}_std", f"{m}_n", *[f"{m}_seed{s}" for s in t.seeds], f"{m}_paper"]
+  if t.costs:
+    header += [f"cost_{key}_mean" for key, _, _ in COSTS]
   with open(path, "w", newline="") as f:
     w = csv.writer(f)
     w.writerow(header)
@@ -126,6 +158,8 @@ def write_csv(plan: Plan, results: list[RowResult], path: pathlib.Path) -> None:
         line += [_num(c.mean, 4) if c.n else "", _num(c.std, 4) if c.n > 1 else "", c.n,
                  *[_num(c.values[s], 4) if s in c.values else "" for s in t.seeds],
                  _num(r.row.paper[m]) if m in r.row.paper else ""]
+      if t.costs:
+        line += [_num(r.costs[key].mean, 4) if r.costs[key].n else "" for key, _, _ in COSTS]
       w.writerow(line)
 
 
@@ -167,6 +201,34 @@ def write_png(plan: Plan, results: list[RowResult], path: pathlib.Path) -> None:
   plt.close(fig)
 
 
+def write_cost_png(plan: Plan, results: list[RowResult], path: pathlib.Path) -> None:
+  """Accuracy (the table's first metric, mean ± std over seeds) against GFLOPs per window and
+  against eval forward time, one point per row with a result."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  t: Table = plan.table
+  metric = t.metrics[0]
+  fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), squeeze=False)
+  for ax, (key, label) in zip(axes[0], (("gflops", "GFLOPs per window (XLA)"),
+                                        ("forward_ms", "eval forward ms/image (this machine)"))):
+    for r in results:
+      if not r.cells[metric].n or not r.costs[key].n:
+        continue
+      x, y = r.costs[key].mean, r.cells[metric].mean
+      err = r.cells[metric].std if r.cells[metric].n > 1 else 0.0
+      ax.errorbar([x], [y], yerr=[err], fmt="o", capsize=3)
+      ax.annotate(r.row.name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel(label)
+    ax.set_ylabel(t.label(metric))
+    ax.grid(alpha=0.3)
+  fig.suptitle(f"{t.title} ({t.scale}): {t.label(metric)} against cost", fontsize=10)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
 def write_reports(plan: Plan, results: list[RowResult], command: str) -> dict[str, pathlib.Path]:
   """Write the Markdown, CSV and PNG into the ablation workdir; return their paths."""
   out = paths(plan)
@@ -174,4 +236,6 @@ def write_reports(plan: Plan, results: list[RowResult], command: str) -> dict[st
   out["md"].write_text(markdown(plan, results, command))
   write_csv(plan, results, out["csv"])
   write_png(plan, results, out["png"])
+  if "cost_png" in out:
+    write_cost_png(plan, results, out["cost_png"])
   return out

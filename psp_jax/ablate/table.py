@@ -23,6 +23,10 @@ A table file is a Python module with one dict, `TABLE`:
                                                        #   report tests by the paired difference
                                                        #   over seeds (psp_jax/ablate/claims.py)
       lower_is_better=["twin_rate"],                   # optional: metrics where smaller wins
+      costs=True,                                      # optional: a cost section (parameters,
+                                                       #   GFLOPs, train images/s, eval and CRF
+                                                       #   time per image, peak memory) from the
+                                                       #   same runs, and an accuracy-vs-cost plot
       rows=[dict(
           name="b1_avg",                    # [A-Za-z0-9_.-]+, unique: file and directory names
           label="+B1+AVE",                  # optional display name (default: name)
@@ -60,7 +64,8 @@ SCALES = ("mini", "paper")
 CHECKPOINTS = ("latest", "best")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _TABLE_KEYS = {"title", "notes", "base", "train", "eval", "seeds", "metrics", "metric_labels", "scale",
-               "checkpoint", "split", "paper_source", "rows", "claims", "lower_is_better"}
+               "checkpoint", "split", "paper_source", "rows", "claims", "lower_is_better",
+               "costs"}
 _CLAIM_KEYS = {"better", "than", "metric"}
 _ROW_KEYS = {"name", "label", "train", "eval", "at", "scales", "paper", "blocked", "base"}
 
@@ -99,6 +104,7 @@ class Table:
   rows: tuple[Row, ...]
   claims: tuple[dict, ...] = ()
   lower_is_better: tuple[str, ...] = ()
+  costs: bool = False
 
   @property
   def stem(self) -> str:
@@ -274,11 +280,14 @@ def parse_table(raw: Mapping[str, Any], path: str | pathlib.Path, scale: str) ->
     if claim["metric"] not in metrics:
       _fail(path, f"claims[{i}]", f"metric {claim['metric']!r} is not one of {list(metrics)}")
     claims.append(dict(claim))
+  costs = raw.get("costs", False)
+  if not isinstance(costs, bool):
+    _fail(path, "'costs'", f"must be True or False, got {costs!r}")
   return Table(path=path, scale=scale, title=str(raw["title"]), base=base[scale],
                seeds=tuple(seeds), metrics=metrics, metric_labels=dict(labels),
                value_scale=float(value_scale), checkpoint=checkpoint, split=split,
                paper_source=str(raw.get("paper_source", "")), notes=tuple(notes), rows=tuple(rows),
-               claims=tuple(claims), lower_is_better=tuple(lower))
+               claims=tuple(claims), lower_is_better=tuple(lower), costs=costs)
 
 
 def load_table(path: str | pathlib.Path, scale: str) -> Table:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import pathlib
 import time
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import flax.linen as nn
 import jax
@@ -18,6 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from psp_jax import reports
+from psp_jax.evaluate import cost
 from psp_jax.preprocessing import Preprocessing
 from psp_jax.evaluate.inference import InferenceSettings, SlidingWindowPredictor
 from psp_jax.evaluate.metrics import confusion_matrix, lookalike_metrics, segmentation_metrics
@@ -50,25 +51,35 @@ def _sum_over_hosts(cm: np.ndarray) -> np.ndarray:
 
 def evaluate_images(predictor: SlidingWindowPredictor, samples, num_classes: int, *,
                     normalized: bool = True, total: int | None = None, progress: bool = True,
-                    crf: CRFParams | None = None):
+                    crf: CRFParams | None = None, timings: dict | None = None):
   """Confusion matrix of `predictor` over `samples` = iterable of (image HxWx3, label HxW).
 
   Labels keep their original size; 255 counts nowhere. Summed over hosts.
   crf: also the confusion matrix after a DenseCRF on the image-size probabilities (on the
   image de-normalised to RGB); then returns (cm, cm_crf).
+  timings: a dict that gets each image's forward seconds (sliding windows, waited for) under
+  'forward' and its CRF seconds under 'crf'.
   """
   cm = jnp.zeros((num_classes, num_classes), jnp.int32)
   cm_crf = cm
   for image, label in tqdm(samples, total=total, desc="eval", unit="img", disable=not progress,
                            leave=False):
+    start = time.perf_counter()
     probs = predictor.probabilities(image, normalized=normalized)
+    if timings is not None:
+      probs.block_until_ready()
+      timings.setdefault("forward", []).append(time.perf_counter() - start)
     padded = np.full(probs.shape[:2], 255, np.int32)
     h, w = label.shape
     padded[:h, :w] = label
     cm = _add_confusion(cm, probs, padded)
     if crf is not None:
       rgb = predictor.settings.preprocessing.denormalize(image) if normalized else image
-      cm_crf = _add_confusion(cm_crf, crf_probabilities(rgb, probs[:h, :w], crf), label)
+      start = time.perf_counter()
+      refined = crf_probabilities(rgb, probs[:h, :w], crf)
+      if timings is not None:
+        timings.setdefault("crf", []).append(time.perf_counter() - start)
+      cm_crf = _add_confusion(cm_crf, refined, label)
   if crf is not None:
     return _sum_over_hosts(np.asarray(cm)), _sum_over_hosts(np.asarray(cm_crf))
   return _sum_over_hosts(np.asarray(cm))
@@ -120,9 +131,10 @@ def evaluate_split(model: nn.Module, variables: Any, config, *, workdir: str | N
   start = time.time()
   crf_spec = config.eval.get("crf", "")
   crf = resolve_crf(crf_spec) if crf_spec else None
+  timings: dict = {}
   cm = evaluate_images(predictor, _eval_samples(config.data, split, max_images), num_classes,
                        total=local_image_count(total, jax.process_index(), jax.process_count()),
-                       progress=progress, crf=crf)
+                       progress=progress, crf=crf, timings=timings)
   cm, cm_crf = cm if crf is not None else (cm, None)
   if not cm.any():
     raise ValueError(f"evaluating split {split!r} ({total} images, eval.max_images={max_images}) "
@@ -136,7 +148,8 @@ def evaluate_split(model: nn.Module, variables: Any, config, *, workdir: str | N
   if max_images and max_images < n:
     protocol += f"; SUBSET: first {max_images} of {n} images (not comparable with full-split numbers)"
   metrics.update(protocol=protocol, split=split, images=total, step=step,
-                 seconds=round(time.time() - start, 2), confusion_matrix=cm.tolist())
+                 seconds=round(time.time() - start, 2), confusion_matrix=cm.tolist(),
+                 cost=evaluation_cost(forward, variables, settings, timings))
   if crf is not None:  # the numbers above are without the CRF; these with it
     with_crf = segmentation_metrics(cm_crf, names)
     metrics["crf"] = dict(setting=str(crf_spec), params=crf.to_dict(),
@@ -149,6 +162,19 @@ def evaluate_split(model: nn.Module, variables: Any, config, *, workdir: str | N
                           f"{split}_step{step if step is not None else 'final'}",
                           metrics_markdown(reports.clean(metrics), f"Evaluation: {split} (step {step})"))
   return metrics
+
+
+def evaluation_cost(forward, variables, settings: InferenceSettings, timings: dict) -> dict:
+  """The 'cost' entry of an evaluation: parameters, XLA's GFLOPs of one window, the median
+  per-image forward and CRF times of this run (the first image, which compiles, left out)."""
+  params = variables.get("params", variables) if isinstance(variables, Mapping) else variables
+  out = dict(params=cost.parameter_count(params),
+             gflops_per_window=round(cost.forward_gflops(forward, variables, settings.crop_size), 4),
+             window=list(settings.crop_size), window_batch=settings.window_batch,
+             forward_ms_per_image=cost.median_ms(timings.get("forward", [])))
+  if timings.get("crf"):
+    out["crf_ms_per_image"] = cost.median_ms(timings["crf"], skip_first=False)
+  return out
 
 
 def metrics_markdown(metrics: dict, title: str) -> str:

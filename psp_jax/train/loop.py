@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import pathlib
+import statistics
 import sys
 import time
 from typing import Callable
@@ -49,6 +50,7 @@ from tqdm import tqdm
 
 from psp_jax import checkpoint as ckpt_lib
 from psp_jax import tasks
+from psp_jax.evaluate import cost
 from psp_jax.models.build import build_model
 from psp_jax.models.resnet import BNConfig
 from psp_jax.parallel import check_global_batch, make_mesh, maybe_initialize_distributed, shard_batch
@@ -178,6 +180,7 @@ class _Run:
                dynamic_ncols=True, file=sys.stderr)
     self.stack.callback(bar.close)
     self.interval_start, self.interval_steps, first_step = time.time(), 0, True
+    self.logged_rates: list[float] = []
     while step < self.total:
       if watcher.reached(step):
         self._preempt(step)
@@ -213,8 +216,18 @@ class _Run:
     self.checkpointer.wait()
     result = dict(final_metrics)
     result.update({"step": step, "best_step": self.checkpointer.best_step(),
-                   f"best_{task.best_metric}": self.checkpointer.best_metric()})
+                   f"best_{task.best_metric}": self.checkpointer.best_metric(),
+                   "train_cost": self._train_cost()})
     return result
+
+  def _train_cost(self) -> dict:
+    """Training throughput (median of the logged intervals, compile and first step excluded;
+    None when no interval was logged) and the peak memory of this run."""
+    memory, measured = cost.peak_memory_mb()
+    rates = self.logged_rates
+    return dict(images_per_s=round(statistics.median(rates), 3) if rates else None,
+                global_batch=self.global_batch, devices=int(self.mesh.size),
+                peak_memory_mb=memory, memory_measured=measured, machine=cost.machine())
 
   def _fetch_and_check(self, step: int) -> dict:
     host = jax.device_get(self.acc)
@@ -241,6 +254,7 @@ class _Run:
     values.update({f"train/lr/{g}": float(v) for g, v in self.optimizer.learning_rates(step - 1).items()})
     if self.interval_steps:
       values["train/images_per_sec"] = self.interval_steps * self.global_batch / max(elapsed, 1e-9)
+      self.logged_rates.append(values["train/images_per_sec"])
     values["train/invalid_label_pixels"] = float(host["invalid"])
     self.writer.scalars(step, values)
     self.writer.text(f"step {step}/{self.total}: " + logging_utils.format_metrics(

@@ -38,7 +38,8 @@ TABLE = dict(
         "mini: every network narrow (widths 4-16), from scratch, 150 steps of batch 8 on 193 px "
         "scenes, evaluated on the 256 validation scenes.",
         "SegNet's class weights are the median-frequency weights of these scenes "
-        "(configs/segnet.py:SYNTHETIC_CLASS_WEIGHTS, with the command that computes them).",
+        "(configs/segnet.py:SYNTHETIC_CLASS_WEIGHTS, with the command that computes them); its "
+        "rows recompute the BN statistics after training (`psp-jax recompute-bn`, its recipe).",
     ],
     claims=[dict(better="pspnet", than="fcn", metric="lookalike_mIoU"),
             dict(better="deeplabv3", than="deeplabv1", metric="lookalike_mIoU"),
@@ -54,8 +55,8 @@ TABLE = dict(
              base="configs/deeplab.py:deeplabv2_synthetic_mini"),
         dict(name="deeplabv3", label="DeepLab v3 (OS16)",
              base="configs/deeplab.py:deeplabv3_synthetic_mini"),
-        dict(name="segnet", label="SegNet", base="configs/segnet.py:segnet_synthetic_mini"),
-        dict(name="segnet_basic", label="SegNet-Basic",
+        dict(name="segnet", label="SegNet", recompute_bn=True, base="configs/segnet.py:segnet_synthetic_mini"),
+        dict(name="segnet_basic", label="SegNet-Basic", recompute_bn=True,
              base="configs/segnet.py:segnet_basic_synthetic_mini"),
     ],
 )

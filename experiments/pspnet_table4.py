@@ -9,7 +9,10 @@ Rows: the dilated FCN without data augmentation (DA) or auxiliary loss (AL), the
 network, semseg's scales; an evaluation-only row sharing the +PSP training run). The paper's
 +MS row is ResNet-269; its ResNet-50 +MS number (42.78 / 80.76) is in its Table 3 and is shown
 here. The ResNet-269 rows exist at paper scale only (they need an ImageNet ResNet-269 at
-ckpts/resnet269_imagenet, which semseg does not publish).
+ckpts/resnet269_imagenet, which semseg does not publish), as does the SegNet comparison row
+(a family here: configs/segnet.py:segnet_ade20k, from He initialisation as the SegNet
+tutorial's recipe, BN recomputed before testing as the tutorial does); the table's other comparison rows (FCN-8s, DilatedNet,
+CascadeNet) are not families here.
 
 mini: CamVid (../shared/data/camvid) at a third of its size (configs/pspnet.py:camvid_mini):
 "no DA" keeps the fixed 1/3 scale (scale 1/3..1/3, no rotation, blur or flip), "+DA" is the
@@ -52,6 +55,10 @@ TABLE = dict(
              paper={"mIoU": 41.68, "aAcc": 80.04}),
         dict(name="da_al_psp_ms", label="+DA+AL+PSP+MS (PSPNet50)", train={},
              eval={"eval.scales": MS_SCALES}, paper={"mIoU": 42.78, "aAcc": 80.76}),
+        dict(name="segnet", label="SegNet (the ADE20K paper's baseline)", scales=("paper",),
+             base="configs/segnet.py:segnet_ade20k", recompute_bn=True,
+             train={"train.init_checkpoint": ""},
+             paper={"mIoU": 21.64, "aAcc": 71.00}),
         dict(name="r269_psp", label="ResNet269+DA+AL+PSP", scales=("paper",),
              train={"model.depth": 269, "train.init_checkpoint": "ckpts/resnet269_imagenet"},
              paper={"mIoU": 43.81, "aAcc": 80.88}),

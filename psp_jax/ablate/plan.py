@@ -3,7 +3,9 @@
 Layout of an ablation workdir DIR:
   DIR/ablate.json                      which table and scale this DIR belongs to
   DIR/runs/<run>/seed<S>/              one `psp-jax train` workdir (checkpoints, eval/, logs);
-                                       `train_result.json` there marks it finished
+                                       `train_result.json` there marks it finished, and
+                                       `recompute_bn.done` its `psp-jax recompute-bn` (rows
+                                       with recompute_bn=True: a new latest checkpoint step)
   DIR/rows/<row>/seed<S>-<key>.json    the row's evaluation (its own file: rows sharing a
                                        training run never overwrite each other)
   DIR/rows/<row>/seed<S>-<key>.failed.json  why it failed (removed on success)
@@ -17,7 +19,8 @@ config FILE itself does not change the name: use a new DIR then. Likewise `<key>
 run and the row's evaluation settings, so a result never outlives an edit of its row.
 
 A row with no evaluation overrides (and the table's checkpoint 'latest', no split) takes the
-training run's own final evaluation as its result; the others get a `psp-jax evaluate`.
+training run's own final evaluation as its result; the others get a `psp-jax evaluate`, as do
+rows with recompute_bn=True (their run's final evaluation had the trained running statistics).
 """
 from __future__ import annotations
 
@@ -31,6 +34,8 @@ from psp_jax.ablate import overrides as ov
 from psp_jax.ablate.table import Row, Table, TableError
 from psp_jax.constants import TRAIN_RESULT  # written by `psp-jax train` after a successful run
 
+RECOMPUTE_DONE = "recompute_bn.done"  # written by the runner after a successful recompute-bn
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,13 +48,22 @@ class TrainRun:
   workdir: pathlib.Path
   log: pathlib.Path
   command: tuple[str, ...]
+  recompute_command: tuple[str, ...] | None = None  # `psp-jax recompute-bn` after training
 
   @property
   def result_file(self) -> pathlib.Path:
     return self.workdir / TRAIN_RESULT
 
+  @property
+  def recompute_marker(self) -> pathlib.Path:
+    return self.workdir / RECOMPUTE_DONE
+
   def finished(self) -> bool:
     return self.result_file.is_file()
+
+  def recomputed(self) -> bool:
+    """True when the run needs no BN recomputation or has had it."""
+    return self.recompute_command is None or self.recompute_marker.is_file()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +103,8 @@ class Plan:
     for run in self.runs:
       if not run.finished():
         out.append(run.command)
+      if not run.recomputed():
+        out.append(run.recompute_command)
       out += [e.command for e in self.evaluations_of(run) if e.command and not e.finished()]
     return out
 
@@ -99,10 +115,14 @@ def run_key(base: str, train: dict) -> str:
   return hashlib.sha1(text.encode()).hexdigest()[:8]
 
 
-def eval_key(run_id: str, evals: dict, checkpoint: str, split: str | None) -> str:
-  """8 hex digits identifying a row's evaluation: its training run and evaluation settings."""
-  text = json.dumps({"run": run_id, "eval": evals, "checkpoint": checkpoint, "split": split},
-                    sort_keys=True, default=repr)
+def eval_key(run_id: str, evals: dict, checkpoint: str, split: str | None,
+             recompute_bn: bool = False) -> str:
+  """8 hex digits identifying a row's evaluation: its training run and evaluation settings (and,
+  only when set, the recomputed BN statistics: the other keys stay those of earlier versions)."""
+  fields = {"run": run_id, "eval": evals, "checkpoint": checkpoint, "split": split}
+  if recompute_bn:
+    fields["recompute_bn"] = True
+  text = json.dumps(fields, sort_keys=True, default=repr)
   return hashlib.sha1(text.encode()).hexdigest()[:8]
 
 
@@ -145,10 +165,14 @@ def make_plan(table: Table, workdir: str | pathlib.Path, *, rows: list[str] | No
       _check_eval_model_keys(table, row, base_cfgs[row.base])
   keys: dict[str, str] = {}   # run key -> run id (named after the first row using it)
   users: dict[str, list[str]] = {}
+  recompute: dict[str, bool] = {}
   for row in runnable:
     key = run_key(row.base, row.train)
     keys.setdefault(key, f"{row.name}-{key}")
     users.setdefault(key, []).append(row.name)
+    if recompute.setdefault(key, row.recompute_bn) != row.recompute_bn:
+      raise TableError(f"{table.path}: rows {users[key]} share one training run (same base and train "
+                       "overrides) but not the same recompute_bn: set it on all of them or none")
   wanted = set(rows) if rows else {r.name for r in runnable}
   runs, evaluations = [], []
   for seed in table.seeds:
@@ -166,12 +190,15 @@ def make_plan(table: Table, workdir: str | pathlib.Path, *, rows: list[str] | No
             run_id=run_id, seed=seed, overrides=dict(row.train),
             rows=tuple(r for r in users[key] if r in wanted), workdir=run_dir,
             log=workdir / "logs" / f"{run_id}-seed{seed}.train.log",
-            command=(*_python(), "train", "--config", spec, "--workdir", str(run_dir), *flags))
+            command=(*_python(), "train", "--config", spec, "--workdir", str(run_dir), *flags),
+            recompute_command=(*_python(), "recompute-bn", "--config", spec, "--workdir", str(run_dir),
+                               *flags) if row.recompute_bn else None)
         runs.append(made[key])
       run = made[key]
-      key = eval_key(run.run_id, row.eval, table.checkpoint, table.split)
+      key = eval_key(run.run_id, row.eval, table.checkpoint, table.split, row.recompute_bn)
       output = workdir / "rows" / row.name / f"seed{seed}-{key}.json"
-      own_eval = bool(row.eval) or table.checkpoint != "latest" or table.split is not None
+      own_eval = (bool(row.eval) or table.checkpoint != "latest" or table.split is not None
+                  or row.recompute_bn)
       command = None
       if own_eval:
         command = (*_python(), "evaluate", "--config", spec, "--workdir", str(run.workdir),

@@ -4,6 +4,8 @@
     exists) is skipped, so rerunning `psp-jax ablate` continues where it stopped.
   * An interrupted training run is simply run again: `psp-jax train` resumes from
     WORKDIR/checkpoints by itself.
+  * A run of a row with recompute_bn=True gets `psp-jax recompute-bn` after training (once:
+    DIR/runs/<run>/seed<S>/recompute_bn.done marks it), before its rows' evaluations.
   * A failure (non-zero exit, or no result file afterwards) is reported with the end of its
     log, recorded in the row's `seed<S>.failed.json` (the collected table marks it) and the
     runner goes on with the other runs; `Runner.run` returns the failures.
@@ -51,7 +53,7 @@ def log_tail(log: pathlib.Path, lines: int = 15) -> str:
 
 @dataclasses.dataclass
 class Failure:
-  stage: str          # 'train' | 'evaluate'
+  stage: str          # 'train' | 'recompute-bn' | 'evaluate'
   what: str           # run id or row name
   seed: int
   returncode: int
@@ -121,12 +123,15 @@ class Runner:
   def run(self) -> Summary:
     plan, summary = self.plan, Summary()
     t0 = self.clock()
-    trains_left = sum(not r.finished() for r in plan.runs)
+    trains_left = sum(not r.finished() for r in plan.runs) + sum(not r.recomputed() for r in plan.runs)
     evals_left = sum(bool(e.command) and not e.finished() for e in plan.evaluations)
     total, index = trains_left + evals_left, 0
     self.say(f"{plan.table.title} [{plan.table.scale}]: {len(plan.runs)} training runs "
-             f"({len(plan.runs) - trains_left} finished), "
-             f"{sum(bool(e.command) for e in plan.evaluations)} separate evaluations "
+             f"({sum(r.finished() for r in plan.runs)} finished), "
+             + (f"{sum(r.recompute_command is not None for r in plan.runs)} BN recomputations "
+                f"({sum(r.recompute_command is not None and r.recomputed() for r in plan.runs)} "
+                "finished), " if any(r.recompute_command for r in plan.runs) else "")
+             + f"{sum(bool(e.command) for e in plan.evaluations)} separate evaluations "
              f"({sum(bool(e.command) and e.finished() for e in plan.evaluations)} finished), "
              f"seeds {list(plan.table.seeds)}; logs in {plan.workdir / 'logs'}")
     for run in plan.runs:
@@ -152,6 +157,26 @@ class Runner:
                    f"  rows {', '.join(run.rows)} have no result for seed {run.seed}; continuing")
           continue
         summary.trained += 1
+        self.say(f"  done in {duration(seconds)} | elapsed {duration(self.clock() - t0)} | "
+                 f"{self._eta(trains_left, evals_left)}")
+      if not run.recomputed():
+        index += 1
+        self.say(f"[{index}/{total}] recompute-bn {run.run_id} seed {run.seed} (rows: {', '.join(run.rows)})")
+        code, seconds, reason = self._step("train", run.recompute_command, run.log,
+                                           lambda: True)
+        trains_left -= 1
+        if reason:
+          failure = Failure("recompute-bn", run.run_id, run.seed, code, run.log, reason)
+          summary.failures.append(failure)
+          for e in evaluations:
+            self._record_failure(e, failure)
+          evals_left -= len(pending)
+          total -= len(pending)
+          self.say(f"  FAILED after {duration(seconds)} ({reason}); log {run.log}:\n{log_tail(run.log)}\n"
+                   f"  rows {', '.join(run.rows)} have no result for seed {run.seed}; continuing")
+          continue
+        run.recompute_marker.write_text(json.dumps({"command": list(run.recompute_command),
+                                                    "seconds": round(seconds, 1)}) + "\n")
         self.say(f"  done in {duration(seconds)} | elapsed {duration(self.clock() - t0)} | "
                  f"{self._eta(trains_left, evals_left)}")
       for e in evaluations:

@@ -41,6 +41,9 @@ A table file is a Python module with one dict, `TABLE`:
           base={"paper": "configs/deeplab.py:deeplabv3_resnet101_voc"},  # optional: this row's
                                             #   own base config (a FILE:NAME, or one per scale;
                                             #   default: the table's), e.g. another model family
+          recompute_bn=True,                # optional: `psp-jax recompute-bn` after training and
+                                            #   before the row's evaluation (SegNet's protocol);
+                                            #   rows sharing a training run must agree on it
       ), ...],
   )
 
@@ -67,7 +70,7 @@ _TABLE_KEYS = {"title", "notes", "base", "train", "eval", "seeds", "metrics", "m
                "checkpoint", "split", "paper_source", "rows", "claims", "lower_is_better",
                "costs"}
 _CLAIM_KEYS = {"better", "than", "metric"}
-_ROW_KEYS = {"name", "label", "train", "eval", "at", "scales", "paper", "blocked", "base"}
+_ROW_KEYS = {"name", "label", "train", "eval", "at", "scales", "paper", "blocked", "base", "recompute_bn"}
 
 
 class TableError(ValueError):
@@ -84,6 +87,7 @@ class Row:
   paper: dict[str, float]
   blocked: str = ""
   base: str = ""  # the row's base config FILE:NAME (the table's when it names none)
+  recompute_bn: bool = False  # recompute BN statistics between training and evaluation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,12 +201,16 @@ def _row(path, index: int, raw, scale: str, table_train: dict, table_eval: dict,
   if isinstance(base, Mapping):
     base = _per_scale(path, f"{where} 'base'", base, required=False).get(scale)
   base = table_base if base is None else _config_spec(path, f"{where} 'base'", base)
+  recompute_bn = raw.get("recompute_bn", False)
+  if not isinstance(recompute_bn, bool):
+    _fail(path, f"{where} 'recompute_bn'", f"must be True or False, got {recompute_bn!r}")
   if scale not in scales:
     return None
   return Row(name=name, label=str(raw.get("label") or name), base=base,
              train={**table_train, **train, **extra_train},
              eval={**table_eval, **evals, **extra_eval},
-             paper={k: float(v) for k, v in paper.items()}, blocked=blocked)
+             paper={k: float(v) for k, v in paper.items()}, blocked=blocked,
+             recompute_bn=recompute_bn)
 
 
 def parse_table(raw: Mapping[str, Any], path: str | pathlib.Path, scale: str) -> Table:

@@ -85,6 +85,9 @@ class FakePspJax:
       assert not (workdir / "train_result.json").exists(), "a finished run was run again"
       workdir.mkdir(parents=True, exist_ok=True)
       (workdir / "train_result.json").write_text(json.dumps(fake_metrics(command)))
+    elif kind == "recompute-bn":
+      assert (workdir / "train_result.json").exists(), "BN recomputed before training finished"
+      (workdir / "fake_recomputed").write_text("1")
     else:
       assert (workdir / "train_result.json").exists(), "evaluated before training finished"
       out = pathlib.Path(flag(command, "--output"))

@@ -3,10 +3,12 @@ reported and recorded while the other rows go on. The subprocess is a fake (no t
 import io
 import json
 
-from ablate_fixtures import TABLE_TEXT, FakePspJax, write_table
+import pytest
+
+from ablate_fixtures import TABLE_TEXT, FakePspJax, flag, write_table
 
 from psp_jax.ablate import cli, plan as plan_lib, runner
-from psp_jax.ablate.table import load_table
+from psp_jax.ablate.table import TableError, load_table
 
 
 def _plan(tmp_path):
@@ -93,3 +95,55 @@ def test_a_result_never_outlives_an_edit_of_its_row(tmp_path):
   # the FCN row's training changed: retrained; the multi-scale row's evaluation changed: re-evaluated
   assert kinds == [("train", "fcn"), ("evaluate", "psp"), ("train", "fcn"), ("evaluate", "psp")]
   assert summary.train_skipped == 2
+
+
+RECOMPUTE_TABLE = TABLE_TEXT.replace(
+    'dict(name="psp", label="PSP", train={}, paper={"mIoU": 41.68}),',
+    'dict(name="psp", label="PSP", train={}, paper={"mIoU": 41.68}, recompute_bn=True),').replace(
+    'dict(name="psp_ms", label="PSP+MS", train={},', 'dict(name="psp_ms", label="PSP+MS", train={}, recompute_bn=True,')
+
+
+def test_recompute_bn_rows_get_the_pass_between_training_and_their_own_evaluation(tmp_path):
+  table = load_table(write_table(tmp_path, RECOMPUTE_TABLE), "mini")
+  plan = plan_lib.make_plan(table, tmp_path / "w")
+  psp_run = next(r for r in plan.runs if r.rows == ("psp", "psp_ms") and r.seed == 0)
+  assert psp_run.recompute_command[psp_run.recompute_command.index("psp_jax") + 1] == "recompute-bn"
+  assert flag(psp_run.recompute_command, "--workdir") == str(psp_run.workdir) == flag(psp_run.command, "--workdir")
+  assert next(r for r in plan.runs if r.rows == ("fcn",)).recompute_command is None
+  psp_eval = next(e for e in plan.evaluations if e.row == "psp" and e.seed == 0)
+  assert psp_eval.command is not None  # not the run's own final evaluation (running statistics)
+  plain = plan_lib.make_plan(load_table(write_table(tmp_path), "mini"), tmp_path / "w")
+  assert psp_eval.output != next(e for e in plain.evaluations if e.row == "psp" and e.seed == 0).output
+  fake = FakePspJax()
+  summary, out = _run(plan, fake)
+  kinds = [c[c.index("psp_jax") + 1] for c in fake.calls]
+  assert kinds == ["train", "train", "recompute-bn", "evaluate", "evaluate"] * 2
+  assert "recompute-bn psp-" in out and summary.failures == []
+  assert "4 training runs (0 finished), 2 BN recomputations (0 finished), 4 separate" in out
+  assert psp_run.recompute_marker.is_file() and psp_run.recomputed()
+  again = FakePspJax()
+  _run(plan, again)
+  assert again.calls == []  # the pass ran once
+
+
+def test_a_failed_recompute_is_recorded_and_rerun_next_time(tmp_path):
+  plan = plan_lib.make_plan(load_table(write_table(tmp_path, RECOMPUTE_TABLE), "mini"), tmp_path / "w")
+  psp_run = next(r for r in plan.runs if r.rows == ("psp", "psp_ms") and r.seed == 1)
+  fake = FakePspJax(fail={("recompute-bn", f"{psp_run.run_id}/seed1")})
+  summary, out = _run(plan, fake)
+  assert [(f.stage, f.seed) for f in summary.failures] == [("recompute-bn", 1)]
+  assert not psp_run.recomputed()
+  for e in (e for e in plan.evaluations if e.run is psp_run):
+    assert json.loads(e.failure_file.read_text())["stage"] == "recompute-bn" and not e.finished()
+  again = FakePspJax()
+  _run(plan, again)
+  assert [c[c.index("psp_jax") + 1] for c in again.calls] == ["recompute-bn", "evaluate", "evaluate"]
+
+
+def test_rows_sharing_a_run_must_agree_on_recompute_bn(tmp_path):
+  text = TABLE_TEXT.replace('dict(name="psp", label="PSP", train={}, paper={"mIoU": 41.68}),',
+                            'dict(name="psp", label="PSP", train={}, paper={"mIoU": 41.68}, recompute_bn=True),')
+  with pytest.raises(TableError, match=r"rows \['psp', 'psp_ms'\] share one training run .* recompute_bn"):
+    plan_lib.make_plan(load_table(write_table(tmp_path, text), "mini"), tmp_path / "w")
+  with pytest.raises(TableError, match="'recompute_bn': must be True or False"):
+    load_table(write_table(tmp_path, text.replace("recompute_bn=True", "recompute_bn=1")), "mini")

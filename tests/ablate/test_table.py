@@ -55,6 +55,7 @@ def test_rows_merge_table_row_and_scale_overrides(tmp_path):
     ('scales=("paper",)', 'scales=("papr",)', "row 'big': 'scales'"),
     ('label="FCN"', 'label="FCN", colour="red"', "row 'fcn': unknown field(s) ['colour']"),
     ('title="Test table",', '', "missing required field 'title'"),
+    ('metrics=["mIoU", "aAcc"]', 'metrics=["mIoU", "aAcc"], costs="yes"', "'costs': must be True or False"),
     ('"configs/pspnet.py:synthetic_mini"', '"configs/pspnet.py"', "base['mini']"),
 ])
 def test_format_mistakes_name_the_file_row_and_key(tmp_path, old, new, needle):

@@ -73,3 +73,14 @@ def test_synthetic_variants_take_the_synthetic_scenes_and_their_own_class_weight
     assert Preprocessing.from_meta(cfg.data) == Preprocessing((0, 0, 0), (1, 1, 1), 1.0, "BGR")
     assert tuple(cfg.train.class_weights) == segnet_configs.SYNTHETIC_CLASS_WEIGHTS
     assert len(cfg.train.class_weights) == 11 and min(cfg.train.class_weights) > 0
+
+
+def test_ade20k_variant_is_the_tutorial_optimiser_on_pspnets_ade20k_data():
+  """PSPNet Table 4's SegNet row (experiments/pspnet_table4.py, paper scale)."""
+  cfg = segnet_configs.get_config("segnet_ade20k")
+  assert (cfg.model.name, cfg.model.num_classes, cfg.data.num_classes, cfg.data.name) == ("segnet", 150, 150, "ade20k")
+  assert (cfg.optim.base_lr, cfg.optim.schedule, cfg.train.batch_size, cfg.train.steps) == (0.001, "constant", 4, 150_000)
+  assert tuple(cfg.data.crop_size) == (473, 473) and cfg.train.class_weights is None
+  aug = cfg.data.augmentation
+  assert aug.enabled and (aug.scale_min, aug.scale_max, aug.flip_prob) == (0.5, 2.0, 0.5)
+  assert Preprocessing.from_meta(cfg.data) == Preprocessing((0, 0, 0), (1, 1, 1), 1.0, "BGR")

@@ -120,8 +120,8 @@ def candidates() -> list[tuple[str, CRFParams, float]]:
 
 def tune(examples, verbose: bool = True) -> tuple[str, CRFParams, float, list]:
   """The grid setting of highest pooled IoU on the tuning examples."""
-  rows = []
-  for label, params, c in candidates():
+  rows, grid = [], candidates()
+  for label, params, c in grid:
     s = Scores()
     for _, image, gt, coarse in examples:
       s.add(crf_mask(image, coarse > 0, params, c), gt > 0)
@@ -129,7 +129,7 @@ def tune(examples, verbose: bool = True) -> tuple[str, CRFParams, float, list]:
     if verbose:
       print(f"  tune {label:40s} IoU {100 * rows[-1]['IoU']:.2f} mBA {100 * rows[-1]['mBA']:.2f}", flush=True)
   best = max(range(len(rows)), key=lambda i: rows[i]["IoU"])
-  label, params, c = candidates()[best]
+  label, params, c = grid[best]
   return label, params, c, rows
 
 

@@ -54,10 +54,10 @@ def paths(plan: Plan) -> dict[str, pathlib.Path]:
 
 def markdown(plan: Plan, results: list[RowResult], command: str) -> str:
   t = plan.table
+  own_base = any(r.row.base != t.base for r in results)
   lines = [f"# {t.title} ({t.scale} scale)", "",
            f"Made by: `{command}`", "",
-           f"Base config `{t.base}`" + (" (rows naming their own base are listed below)" if any(
-               r.row.base != t.base for r in results) else "") + f"; seeds {', '.join(map(str, t.seeds))}; checkpoint `{t.checkpoint}`"
+           f"Base config `{t.base}`" + (" (rows naming their own base are listed below)" if own_base else "") + f"; seeds {', '.join(map(str, t.seeds))}; checkpoint `{t.checkpoint}`"
            + (f", split `{t.split}`" if t.split else "")
            + ". Values are the mean ± sample standard deviation over seeds"
            + {100.0: ", in % (the evaluation's fractions x 100)", 1.0: ""}.get(
@@ -81,13 +81,13 @@ def markdown(plan: Plan, results: list[RowResult], command: str) -> str:
   run_of = {}
   for e in plan.evaluations:
     run_of.setdefault(e.row, e.run.run_id)
-  own_base = any(r.row.base != t.base for r in results)
   lines += ["", "| row |" + (" base config |" if own_base else "") + " train overrides | eval overrides "
             "| training run |", "|---|" + ("---|" if own_base else "") + "---|---|---|"]
   for r in results:
     lines.append(f"| `{r.row.name}` | " + (f"`{r.row.base}` | " if own_base else "")
                  + f"{_overrides(r.row.train)} | {_overrides(r.row.eval)} | "
-                 f"{'`runs/' + run_of[r.row.name] + '`' if r.row.name in run_of else '–'} |")
+                 f"{'`runs/' + run_of[r.row.name] + '`' if r.row.name in run_of else '–'}"
+                 + (", then `psp-jax recompute-bn`" if r.row.recompute_bn else "") + " |")
   lines += claims_markdown(t, results)
   lines += costs_markdown(t, results)
   details = [f"- `{r.row.name}` seed {s}: {why}" for r in results for s, why in sorted(r.failed.items())]

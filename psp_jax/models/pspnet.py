@@ -76,8 +76,11 @@ class PSPNet(nn.Module):
     """The smallest square input whose layer4 map fits a DeepLab head's rates (else 1)."""
     if self.context not in DEEPLAB_RATES:
       return 1
-    rates = tuple(self.context_rates or DEEPLAB_RATES[self.context])
-    return int(self.output_stride) * (max(rates) + 1)
+    return int(self.output_stride) * (max(self.deeplab_rates()) + 1)
+
+  def deeplab_rates(self) -> tuple[int, ...]:
+    """The DeepLab head's atrous rates: context_rates, or DeepLab's own (DEEPLAB_RATES)."""
+    return tuple(int(r) for r in (self.context_rates or DEEPLAB_RATES[self.context]))
 
   @nn.compact
   def __call__(self, images: jnp.ndarray, train: bool = False, return_aux: bool = False):
@@ -115,7 +118,7 @@ class PSPNet(nn.Module):
 
   def _deeplab_head(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
     """layer4 (N, h, w, C) -> logits (N, h, w, K) through the `context` DeepLab head."""
-    rates = tuple(int(r) for r in (self.context_rates or DEEPLAB_RATES[self.context]))
+    rates = self.deeplab_rates()
     if self.context == "largefov":
       if len(rates) != 1:
         raise ValueError(f"PSPNet.context_rates={rates}: context='largefov' takes one rate (fc6's)")

@@ -120,6 +120,9 @@ def test_recompute_bn_rows_get_the_pass_between_training_and_their_own_evaluatio
   assert kinds == ["train", "train", "recompute-bn", "evaluate", "evaluate"] * 2
   assert "recompute-bn psp-" in out and summary.failures == []
   assert "4 training runs (0 finished), 2 BN recomputations (0 finished), 4 separate" in out
+  from psp_jax.ablate import collect, report  # pylint: disable=import-outside-toplevel
+  md = report.markdown(plan, collect.collect(plan), "psp-jax ablate ...")
+  assert f"`runs/{psp_run.run_id}`, then `psp-jax recompute-bn` |" in md
   assert psp_run.recompute_marker.is_file() and psp_run.recomputed()
   again = FakePspJax()
   _run(plan, again)

@@ -104,6 +104,14 @@ class Runner:
         unknown.append(f"{left} {'training run' if kind == 'train' else 'evaluation'}{'s' if left > 1 else ''}")
     return f"ETA {duration(seconds)}" + (f" + {' + '.join(unknown)}" if unknown else "")
 
+  def _run_failed(self, summary: Summary, run, failure: Failure, seconds: float) -> None:
+    """A training run (or its BN recomputation) failed: every row of it has no result."""
+    summary.failures.append(failure)
+    for e in self.plan.evaluations_of(run):
+      self._record_failure(e, failure)
+    self.say(f"  FAILED after {duration(seconds)} ({failure.reason}); log {run.log}:\n{log_tail(run.log)}\n"
+             f"  rows {', '.join(run.rows)} have no result for seed {run.seed}; continuing")
+
   # --------------------------------------------------------------- running
 
   def _step(self, kind: str, command, log: pathlib.Path, done: Callable[[], bool]) -> tuple[int, float, str]:
@@ -147,14 +155,9 @@ class Runner:
         code, seconds, reason = self._step("train", run.command, run.log, run.finished)
         trains_left -= 1
         if reason:
-          failure = Failure("train", run.run_id, run.seed, code, run.log, reason)
-          summary.failures.append(failure)
-          for e in evaluations:
-            self._record_failure(e, failure)
-          evals_left -= len(pending)
-          total -= len(pending)
-          self.say(f"  FAILED after {duration(seconds)} ({reason}); log {run.log}:\n{log_tail(run.log)}\n"
-                   f"  rows {', '.join(run.rows)} have no result for seed {run.seed}; continuing")
+          self._run_failed(summary, run, Failure("train", run.run_id, run.seed, code, run.log, reason),
+                           seconds)
+          evals_left, total = evals_left - len(pending), total - len(pending)
           continue
         summary.trained += 1
         self.say(f"  done in {duration(seconds)} | elapsed {duration(self.clock() - t0)} | "
@@ -166,14 +169,9 @@ class Runner:
                                            lambda: True)
         trains_left -= 1
         if reason:
-          failure = Failure("recompute-bn", run.run_id, run.seed, code, run.log, reason)
-          summary.failures.append(failure)
-          for e in evaluations:
-            self._record_failure(e, failure)
-          evals_left -= len(pending)
-          total -= len(pending)
-          self.say(f"  FAILED after {duration(seconds)} ({reason}); log {run.log}:\n{log_tail(run.log)}\n"
-                   f"  rows {', '.join(run.rows)} have no result for seed {run.seed}; continuing")
+          self._run_failed(summary, run, Failure("recompute-bn", run.run_id, run.seed, code, run.log,
+                                                 reason), seconds)
+          evals_left, total = evals_left - len(pending), total - len(pending)
           continue
         run.recompute_marker.write_text(json.dumps({"command": list(run.recompute_command),
                                                     "seconds": round(seconds, 1)}) + "\n")

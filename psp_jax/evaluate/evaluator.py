@@ -78,6 +78,7 @@ def evaluate_images(predictor: SlidingWindowPredictor, samples, num_classes: int
       start = time.perf_counter()
       refined = crf_probabilities(rgb, probs[:h, :w], crf)
       if timings is not None:
+        refined.block_until_ready()  # its time, not its dispatch
         timings.setdefault("crf", []).append(time.perf_counter() - start)
       cm_crf = _add_confusion(cm_crf, refined, label)
   if crf is not None:

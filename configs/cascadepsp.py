@@ -4,6 +4,7 @@
       --config.data.root=/data/cascadepsp --config.train.init_checkpoint=ckpts/resnet50_imagenet
   psp-jax train --config configs/cascadepsp.py:demo --workdir runs/cascade_demo   # CPU, minutes
   psp-jax train --config configs/cascadepsp.py:demo_real --workdir runs/cascade_real  # CamVid photos
+  psp-jax train --config configs/cascadepsp.py:demo_mixed --workdir runs/cascade_mixed  # + synthetic
   psp-jax evaluate --config configs/cascadepsp.py:demo --workdir runs/cascade_demo
 
 Fields (the shared ones are described in configs/common.py):
@@ -24,6 +25,11 @@ Fields (the shared ones are described in configs/common.py):
   eval.min_input_pixels inputs with fewer foreground pixels are not refined (authors' eval: 32x32)
   eval.max_images       evaluate the first N validation images (0: all)
   eval.seed             seed of the perturbed validation inputs (fixed: reproducible numbers)
+  eval.roi              'image' (the paper's: refine the whole image) | 'object': refine the coarse
+                        mask's bounding box grown by eval.roi_grow x its longer side, seeing
+                        eval.roi_margin x that of context (Refiner.refine(roi=...))
+  eval.bucket           short-side padding of the model's inputs (8, the spec's; 'official'; 32 or 64
+                        compile fewer shapes when input sizes vary, as object boxes do)
 """
 from __future__ import annotations
 
@@ -43,7 +49,8 @@ def _base(data_cfg: ml_collections.ConfigDict, *, depth: int = 50, width: int = 
                                         grad_weight=PUBLISHED_GRAD_WEIGHT))
   eval_cfg = ml_collections.ConfigDict(dict(
       every=5000, split="validation", stages="global+local", L=900, local_mode="official",
-      window_batch=1, min_input_pixels=32 * 32, max_images=0, seed=0))
+      window_batch=1, min_input_pixels=32 * 32, max_images=0, seed=0, roi="image", roi_grow=0.1,
+      roi_margin=0.25, bucket=8))
   cfg = common.base("refinement", model, data_cfg, common.train(steps, batch_size=12, loss=loss),
                     common.adam_step(2.25e-4, (0.5, 5.0 / 6.0)), eval_cfg)
   cfg.data.crop_size = (crop, crop)
@@ -95,8 +102,13 @@ def demo_real() -> ml_collections.ConfigDict:
   return _cpu_demo(data.camvid_objects())
 
 
+def demo_mixed() -> ml_collections.ConfigDict:
+  """demo_real with half of the training examples from the synthetic object scenes (data.mix)."""
+  return _cpu_demo(data.mixed(data.camvid_objects(), data.synthetic_objects(), 0.5))
+
+
 def get_config(name: str = "demo") -> ml_collections.ConfigDict:
-  variants = {"paper": paper, "demo": demo, "demo_real": demo_real}
+  variants = {"paper": paper, "demo": demo, "demo_real": demo_real, "demo_mixed": demo_mixed}
   if name not in variants:
     raise ValueError(f"configs/cascadepsp.py has no variant {name!r}; choose one of {sorted(variants)}")
   return variants[name]()

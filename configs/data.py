@@ -59,6 +59,9 @@ Refinement (CascadePSP) data, read by psp_jax.data.refine_pipeline (binary_masks
   objects           None, or class-agnostic objects of a segmentation dataset instead of
                     foreground_classes (psp_jax/data/objects.py): classes (indices or names, None =
                     all), min_pixels, merge_per_class, eval_per_image, crop_on_object
+  mix               None, or {'data': another refinement data config, 'fraction': f}: a share f
+                    of the training examples comes from that config's train split (its images and
+                    objects; this config's crop, augmentation, normalisation); see mixed()
   refine_augment.crop / flip_prob          random crop (pad-if-needed) / horizontal flip probability
   refine_augment.brightness / contrast / saturation   colour jitter strengths (0.2, 0.05, 0.05)
   refine_augment.grayscale_prob            random grayscale probability (0.1)
@@ -69,6 +72,8 @@ Refinement (CascadePSP) data, read by psp_jax.data.refine_pipeline (binary_masks
                     kernel_max, flip_prob, margin (dilate/erode stage)
 """
 from __future__ import annotations
+
+import copy
 
 import ml_collections
 
@@ -162,6 +167,7 @@ def _refinement(cfg: ml_collections.ConfigDict, foreground) -> ml_collections.Co
   del cfg.augmentation
   cfg.foreground_classes = foreground
   cfg.objects = ml_collections.FieldReference(None, field_type=dict)
+  cfg.mix = ml_collections.FieldReference(None, field_type=dict)
   cfg.refine_augment = dict(
       crop=True, flip_prob=0.5, brightness=0.2, contrast=0.05, saturation=0.05, grayscale_prob=0.1,
       perturb=dict(iou_min=0.8, iou_max=1.0, tolerance=0.05, contour_prob=1.0, drop_run=0.1,
@@ -215,6 +221,18 @@ def objects_of(segmentation: ml_collections.ConfigDict, classes=None, min_pixels
   cfg.objects = dict(classes=None if classes is None else list(classes), min_pixels=min_pixels,
                      merge_per_class=merge_per_class, eval_per_image=eval_per_image,
                      crop_on_object=crop_on_object)
+  return cfg
+
+
+def mixed(main: ml_collections.ConfigDict, other: ml_collections.ConfigDict,
+          fraction: float = 0.5) -> ml_collections.ConfigDict:
+  """Refinement data whose training examples come from two sources: `main`'s, with `fraction`
+  of them drawn from `other`'s train split instead (its images and its objects or foreground
+  classes; crop, augmentation and normalisation stay `main`'s). Evaluation is on `main`'s."""
+  cfg, other = copy.deepcopy(main), copy.deepcopy(other)
+  del cfg.mix  # a section instead of the None placeholder, so its fields can be overridden
+  del other.mix
+  cfg.mix = dict(data=other, fraction=fraction)
   return cfg
 
 

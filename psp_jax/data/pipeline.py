@@ -258,7 +258,12 @@ def train_records(data_cfg, global_batch_size: int, *, process_index: int | None
 def batched(records: TrainRecords, mapper, data_cfg) -> grain.IterDataset:
   """records -> `mapper(position, (index, record))` -> full batches, through the configured
   worker processes (`mapper` must be picklable)."""
-  ds = records.ds.map_with_index(mapper).batch(records.batch, drop_remainder=True)
+  return batch_examples(records.ds.map_with_index(mapper), records.batch, data_cfg)
+
+
+def batch_examples(examples: grain.MapDataset, batch: int, data_cfg) -> grain.IterDataset:
+  """Unbatched training examples -> full batches of `batch`, through the configured workers."""
+  ds = examples.batch(batch, drop_remainder=True)
   return _maybe_workers(ds.to_iter_dataset(_read_options(data_cfg)), data_cfg)
 
 

@@ -20,6 +20,12 @@ segmentation dataset: one connected component (or one class) per example, drawn 
 record's label map; training crops are then placed on the object (`crop_on_object`), and
 evaluation yields `eval_per_image` objects per image, named '<record>/<class>#<k>'.
 
+Mixed sources (`data.mix = {'data': <another refinement data config>, 'fraction': f}`, see
+configs/data.py:mixed): a share f of the training examples is drawn from the other config's
+train split (its images, its foreground classes or objects), in Grain's deterministic weighted
+interleave; crop, augmentation, normalisation and workers are this config's, so the module
+sees one recipe. Evaluation uses this config's split only.
+
 Per training example (CascadePSP's order; `data.refine_augment`, see `RefineAugment`):
   1. random crop C x C; a side shorter than C is padded, the image placed at a random offset
      (as RandomCrop(pad_if_needed) followed by the crop): image padding is the mean pixel
@@ -197,29 +203,70 @@ def ground_truth(data_cfg, class_names: Sequence[str]) -> tuple[np.ndarray | Non
   return (None, objects) if objects is not None else (foreground_table(data_cfg, class_names), None)
 
 
-def refine_train_dataset(data_cfg, global_batch_size: int, *, dataset: PreparedDataset | None = None,
-                         process_index: int | None = None, process_count: int | None = None,
-                         num_epochs: int | None = None) -> grain.IterDataset:
-  """This process's refinement training IterDataset (iterate it for per-process batches)."""
-  records = P.train_records(data_cfg, global_batch_size, process_index=process_index,
-                            process_count=process_count, dataset=dataset, num_epochs=num_epochs)
+MIX_FIELDS = ("data", "fraction")
+MIX_SEED_OFFSET = 7_919  # the mixed-in source's augmentation stream differs from the main one's
+
+
+def mix_source(data_cfg) -> tuple[Any, float] | None:
+  """(the mixed-in data config, its fraction of the training examples) from `data.mix`, or
+  None when unset; a malformed section is an error naming the key."""
+  mix = _get(data_cfg, "mix")
+  if not mix:
+    return None
+  unknown = set(mix) - set(MIX_FIELDS)
+  if unknown or "data" not in mix:
+    raise ValueError(f"data.mix must have the fields {list(MIX_FIELDS)}, got {sorted(mix)}")
+  fraction = float(_get(mix, "fraction", 0.5))
+  if not 0.0 < fraction < 1.0:
+    raise ValueError(f"data.mix.fraction is the share of training examples from data.mix.data and must be "
+                     f"in (0, 1), got {fraction}")
+  if _get(mix["data"], "mix"):
+    raise ValueError("data.mix.data has a mix section of its own; nest mixes by listing one source")
+  return mix["data"], fraction
+
+
+def _train_examples(data_cfg, records: P.TrainRecords, *, aug: RefineAugment, crop_size, pre: Preprocessing,
+                    seed: int) -> grain.MapDataset:
+  """records -> unbatched refinement examples, the ground truth defined by `data_cfg`."""
   foreground, objects = ground_truth(data_cfg, records.dataset.class_names)
   mapper = RefineTrainMap(
       decode=P.Decode(records.dataset.num_classes, split=records.split),
-      foreground=foreground, objects=objects,
-      aug=RefineAugment.from_config(_get(data_cfg, "refine_augment")),
-      crop_size=P._pair(_get(data_cfg, "crop_size", 224)),  # pylint: disable=protected-access
-      preprocessing=P.preprocessing(data_cfg),
-      seed=int(_get(data_cfg, "seed", 0)), records_per_epoch=records.per_shard)
-  return P.batched(records, mapper, data_cfg)
+      foreground=foreground, objects=objects, aug=aug, crop_size=crop_size, preprocessing=pre,
+      seed=seed, records_per_epoch=records.per_shard)
+  return records.ds.map_with_index(mapper)
+
+
+def refine_train_dataset(data_cfg, global_batch_size: int, *, dataset: PreparedDataset | None = None,
+                         mix_dataset: PreparedDataset | None = None,
+                         process_index: int | None = None, process_count: int | None = None,
+                         num_epochs: int | None = None) -> grain.IterDataset:
+  """This process's refinement training IterDataset (iterate it for per-process batches).
+  mix_dataset: the opened dataset of `data.mix.data` (opened here when None)."""
+  records = P.train_records(data_cfg, global_batch_size, process_index=process_index,
+                            process_count=process_count, dataset=dataset, num_epochs=num_epochs)
+  recipe = dict(aug=RefineAugment.from_config(_get(data_cfg, "refine_augment")),
+                crop_size=P._pair(_get(data_cfg, "crop_size", 224)),  # pylint: disable=protected-access
+                pre=P.preprocessing(data_cfg))
+  seed = int(_get(data_cfg, "seed", 0))
+  examples = _train_examples(data_cfg, records, seed=seed, **recipe)
+  mix = mix_source(data_cfg)
+  if mix is not None:
+    mix_cfg, fraction = mix
+    mix_records = P.train_records(mix_cfg, global_batch_size, process_index=process_index,
+                                  process_count=process_count, dataset=mix_dataset, num_epochs=num_epochs)
+    extra = _train_examples(mix_cfg, mix_records, seed=seed + MIX_SEED_OFFSET, **recipe)
+    examples = grain.MapDataset.mix([examples, extra], weights=[1.0 - fraction, fraction])
+  return P.batch_examples(examples, records.batch, data_cfg)
 
 
 def refine_train_iterator(data_cfg, global_batch_size: int, *, dataset: PreparedDataset | None = None,
+                          mix_dataset: PreparedDataset | None = None,
                           process_index: int | None = None, process_count: int | None = None,
                           num_epochs: int | None = None) -> grain.DatasetIterator:
   """Iterator of per-process refinement batches with `get_state()` / `set_state()`."""
-  return iter(refine_train_dataset(data_cfg, global_batch_size, dataset=dataset, process_index=process_index,
-                                   process_count=process_count, num_epochs=num_epochs))
+  return iter(refine_train_dataset(data_cfg, global_batch_size, dataset=dataset, mix_dataset=mix_dataset,
+                                   process_index=process_index, process_count=process_count,
+                                   num_epochs=num_epochs))
 
 
 class RefineEvalExamples:

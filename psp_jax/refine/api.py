@@ -126,15 +126,9 @@ class Refiner:
       prob = np.asarray(prob)
     else:
       box = masks.check_box(roi, h, w)
-      x0, y0, x1, y1 = masks.context_box(box, h, w, roi_margin)
-      sub, info = self.cascade.run(np.ascontiguousarray(image[y0:y1, x0:x1]),
-                                   binary[y0:y1, x0:x1], L, stages)
-      prob = binary.astype(np.float32)
-      soft = binary.astype(np.uint8) * 255
-      bx0, by0, bx1, by1 = box
-      inner = (slice(by0 - y0, by1 - y0), slice(bx0 - x0, bx1 - x0))
-      prob[by0:by1, bx0:bx1] = np.asarray(sub)[inner]
-      soft[by0:by1, bx0:bx1] = np.asarray(cascade.to_uint8(sub))[inner]
+      prob, info = self.cascade.run_roi(image, binary, box, masks.context_box(box, h, w, roi_margin),
+                                        L, stages)
+      soft = np.asarray(cascade.to_uint8(prob))
     return RefineResult(probability=prob, soft=soft, mask=soft > 127, info=info)
 
   def refine_labels(self, image, labels, fast: bool = False, L: int = 900, *,

@@ -301,6 +301,19 @@ class Cascade:
         info.batches += 1
     return _combine(total, weight, s1_sign)
 
+  def run_roi(self, image: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int],
+              context: tuple[int, int, int, int], L: int = 900, stages: str = "global+local"
+              ) -> tuple[np.ndarray, CascadeInfo]:
+    """Refine only `box` (x0, y0, x1, y1), seeing the larger `context` box around it: the
+    cascade runs on the context crop and its probabilities inside `box` replace the input
+    mask there; elsewhere the output is the input (0 or 1). float32 (H, W) on the host."""
+    x0, y0, x1, y1 = context
+    sub, info = self.run(np.ascontiguousarray(image[y0:y1, x0:x1]), mask[y0:y1, x0:x1], L, stages)
+    prob = mask.astype(np.float32)
+    bx0, by0, bx1, by1 = box
+    prob[by0:by1, bx0:bx1] = np.asarray(sub)[by0 - y0:by1 - y0, bx0 - x0:bx1 - x0]
+    return prob, info
+
   def run(self, image: np.ndarray, mask: np.ndarray, L: int = 900, stages: str = "global+local"
           ) -> tuple[jnp.ndarray, CascadeInfo]:
     """Foreground probability (H, W) on the device of an RGB uint8 image and a bool mask."""

@@ -134,3 +134,18 @@ def context_box(box: tuple[int, int, int, int], height: int, width: int, margin:
   if y1 - y0 < MIN_SIDE:
     y0, y1 = max(0, min(y0, height - MIN_SIDE)), min(height, max(y1, y0 + MIN_SIDE))
   return x0, y0, x1, y1
+
+
+def object_box(mask: np.ndarray, grow: float) -> tuple[int, int, int, int] | None:
+  """(x0, y0, x1, y1) of the mask's foreground bounding box grown by `grow` x its longer side
+  (at least 1 px) on every side, clipped to the image; None for an empty mask. The growth lets
+  a refinement of the box add the object's pixels that the coarse mask missed at its edge."""
+  if grow < 0:
+    raise ValueError(f"roi_grow must be >= 0, got {grow}")
+  ys, xs = np.nonzero(mask)
+  if ys.size == 0:
+    return None
+  y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+  pad = max(1, int(round(grow * max(x1 - x0, y1 - y0))))
+  h, w = mask.shape
+  return max(0, x0 - pad), max(0, y0 - pad), min(w, x1 + pad), min(h, y1 + pad)

@@ -16,7 +16,14 @@ masks ('IoU_input', 'mBA_input') and the refined ones ('IoU', 'mBA'); 'IoU_gain'
 Following the authors' code, an input with fewer than `eval.min_input_pixels` foreground
 pixels (32 x 32 by default) is not refined (its output is the input).
 Config keys: eval.stages ('global' | 'global+local' | 'local'), eval.L, eval.local_mode
-('official' | 'pass3'), eval.max_images (0 = all), eval.min_input_pixels, eval.split.
+('official' | 'pass3'), eval.max_images (0 = all), eval.min_input_pixels, eval.split,
+eval.bucket (the short-side padding of model inputs, `Cascade`'s: 8 by default, the spec's;
+a coarser one compiles fewer shapes when the inputs' sizes vary, as object boxes do), and
+eval.roi: 'image' (default, the paper's: the whole image is refined) or 'object' (the refiner
+sees the coarse mask's bounding box grown by eval.roi_grow x its longer side, with
+eval.roi_margin x that of context around it, and only that box changes, as
+`Refiner.refine(..., roi=box)`: an object that fills a few percent of a road scene is refined
+at the scale of the object-centred training crops).
 """
 from __future__ import annotations
 
@@ -40,6 +47,7 @@ NAME = "refinement"
 BEST_METRIC = "IoU"
 EVAL_METRICS = ("IoU", "mBA", "IoU_input", "mBA_input", "IoU_gain", "mBA_gain")
 STAGE_ALIASES = {"global_local": "global+local", "full": "global+local", "fast": "global"}
+ROI_MODES = ("image", "object")
 
 
 def eval_stages(eval_cfg) -> str:
@@ -51,6 +59,18 @@ def eval_stages(eval_cfg) -> str:
     raise ValueError(f"eval.stages={stages!r} is not one of {STAGES} "
                      f"(or the aliases {sorted(STAGE_ALIASES)})")
   return stages
+
+
+def eval_roi(eval_cfg) -> tuple[str, float, float]:
+  """(eval.roi, eval.roi_grow, eval.roi_margin), checked; errors name the key."""
+  roi = str(get(eval_cfg, "roi", "image"))
+  if roi not in ROI_MODES:
+    raise ValueError(f"eval.roi={roi!r} is not one of {ROI_MODES}")
+  grow, margin = float(get(eval_cfg, "roi_grow", 0.1)), float(get(eval_cfg, "roi_margin", 0.25))
+  for key, value in (("roi_grow", grow), ("roi_margin", margin)):
+    if value < 0:
+      raise ValueError(f"eval.{key} must be >= 0, got {value}")
+  return roi, grow, margin
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -88,6 +108,7 @@ def evaluate_refinement_variables(model, variables, config, *, workdir: str | No
   Writes `<workdir>/eval/refine_<split>_step<N>.{json,md}` when workdir is given.
   examples: (name, image uint8, gt {0,1}, coarse {0,1}) tuples overriding the data config's."""
   from psp_jax.refine import cascade as cascade_lib  # pylint: disable=import-outside-toplevel
+  from psp_jax.refine import masks  # pylint: disable=import-outside-toplevel
   ev = config.eval
   split = split or str(get(ev, "split", "validation"))
   stages = eval_stages(ev)
@@ -98,7 +119,10 @@ def evaluate_refinement_variables(model, variables, config, *, workdir: str | No
     max_images = int(get(ev, "max_images", 0) or 0) or None
     examples = refine_eval_examples(data_config(config), split, max_images=max_images,
                                     seed=int(get(ev, "seed", 0)))
-  runner = cascade_lib.Cascade(model, variables, bucket=8, window_batch=int(get(ev, "window_batch", 1)),
+  roi, roi_grow, roi_margin = eval_roi(ev)
+  bucket = get(ev, "bucket", 8)  # 8: the spec's padding; a coarser one compiles fewer shapes
+  runner = cascade_lib.Cascade(model, variables, bucket=bucket if bucket == "official" else int(bucket),
+                               window_batch=int(get(ev, "window_batch", 1)),
                                local_mode=str(get(ev, "local_mode", "official")))
   totals, not_refined, start = _Totals(), 0, time.time()
   for _, image, gt, coarse in tqdm(examples, desc=f"refine {split}", unit="img",
@@ -107,6 +131,12 @@ def evaluate_refinement_variables(model, variables, config, *, workdir: str | No
     if int(coarse.sum()) < min_pixels:
       refined = coarse
       not_refined += 1
+    elif roi == "object":
+      h, w = coarse.shape
+      box = masks.object_box(coarse, roi_grow)
+      prob, _ = runner.run_roi(np.asarray(image), coarse, box, masks.context_box(box, h, w, roi_margin),
+                               L, stages)
+      refined = np.asarray(cascade_lib.to_uint8(prob)) > 127
     else:
       prob, _ = runner.run(np.asarray(image), coarse, L, stages)
       refined = np.asarray(cascade_lib.to_uint8(prob)) > 127
@@ -114,8 +144,10 @@ def evaluate_refinement_variables(model, variables, config, *, workdir: str | No
   if totals.images == 0:
     raise ValueError(f"no evaluation images in split {split!r} (eval.split / data config)")
   metrics: dict[str, Any] = totals.metrics()
-  metrics.update(split=split, stages=stages, L=L, num_images=totals.images, not_refined=not_refined,
+  metrics.update(split=split, stages=stages, L=L, roi=roi, num_images=totals.images, not_refined=not_refined,
                  seconds=round(time.time() - start, 2))
+  if roi == "object":
+    metrics.update(roi_grow=roi_grow, roi_margin=roi_margin)
   if step is not None:
     metrics["step"] = int(step)
   if workdir is not None and jax.process_index() == 0:
@@ -130,6 +162,8 @@ def metrics_markdown(metrics: dict, title: str) -> str:
   gain = lambda x: "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:+.2f}"  # noqa: E731
   rows = [f"## {title}", "",
           f"{metrics['num_images']} images, stages {metrics['stages']}, L {metrics['L']}"
+          + (f", each refined in its object's box (grown {metrics['roi_grow']:g}, context "
+             f"{metrics['roi_margin']:g})" if metrics.get("roi") == "object" else "")
           + (f", {metrics['not_refined']} inputs too small to refine (kept)" if metrics.get("not_refined") else ""),
           "", "| mask | IoU | mBA |", "|---|---|---|",
           f"| input (coarse) | {pct(metrics['IoU_input'])} | {pct(metrics['mBA_input'])} |",
@@ -172,12 +206,13 @@ def _check_config(config) -> None:
   if crop[0] % 8 or crop[1] % 8:
     raise ValueError(f"data.crop_size={crop} must be a multiple of 8 (the module's output stride)")
   eval_stages(config.eval)
+  eval_roi(config.eval)
 
 
 def training_task(config, data_cfg, model, global_batch: int, *,
                   evaluate_fn=None) -> TrainingTask:
   """Image + perturbed mask crops, the six-output loss (train.loss.*), IoU/mBA evaluation."""
-  from psp_jax.data.refine_pipeline import refine_train_iterator  # pylint: disable=import-outside-toplevel
+  from psp_jax.data.refine_pipeline import mix_source, refine_train_iterator  # pylint: disable=import-outside-toplevel
   from psp_jax.models.build import family_of  # pylint: disable=import-outside-toplevel
   from psp_jax.models.refinement import cascade_outputs  # pylint: disable=import-outside-toplevel
   from psp_jax.train import refine_losses  # pylint: disable=import-outside-toplevel
@@ -189,6 +224,8 @@ def training_task(config, data_cfg, model, global_batch: int, *,
   g_w = float(get(loss_cfg, "grad_weight", refine_losses.PUBLISHED_GRAD_WEIGHT))
   refine_losses.check_weights(ce_w, l_w)
   dataset = prepare_dataset(data_cfg)
+  mix = mix_source(data_cfg)  # data.mix: a second source of training examples, prepared too
+  mix_dataset = prepare_dataset(mix[0]) if mix is not None else None
 
   def make_step(optimizer, mesh):
     return make_refine_train_step(model, optimizer, mesh, ce_weights=ce_w, l1l2_weights=l_w,
@@ -203,7 +240,8 @@ def training_task(config, data_cfg, model, global_batch: int, *,
                          preprocessing={"mask": "binary {0,1} -> {-1,+1}; padding -1"},
                          inference={"L": int(get(config.eval, "L", 900)), "stages": eval_stages(config.eval)})
   return TrainingTask(
-      name=NAME, meta=meta, train_iterator=refine_train_iterator(data_cfg, global_batch, dataset=dataset),
+      name=NAME, meta=meta, train_iterator=refine_train_iterator(data_cfg, global_batch, dataset=dataset,
+                                                                  mix_dataset=mix_dataset),
       make_step=make_step, batch_arrays=lambda b: (b["image"], b["seg"], b["gt"]),
       evaluate=evaluate_fn or evaluate_during_training,
       summed_metrics=("loss", "iou", "input_iou", "grad_norm", *terms), eval_metrics=EVAL_METRICS,

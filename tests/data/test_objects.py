@@ -125,3 +125,57 @@ def test_evaluation_examples_name_their_object(object_dataset):
   again = list(R.refine_eval_examples(object_dataset, "validation"))
   assert all(a[0] == b[0] and np.array_equal(a[3], b[3]) for a, b in zip(examples, again))
   assert len(list(R.refine_eval_examples(object_dataset, "validation", max_images=3))) == 3
+
+
+@pytest.fixture
+def mixed_dataset(object_dataset, tmp_path):
+  """object_dataset with a quarter of its training examples from a second folder dataset whose
+  images are flat grey (so an example's source shows in its pixels)."""
+  for split in ("train", "val"):
+    for i in range(3):
+      save_image(tmp_path / "g" / "images" / split / f"flat{i}.png", np.full((40, 48, 3), 90 + 40 * i, np.uint8))
+      save_gray_png(tmp_path / "g" / "masks" / split / f"flat{i}.png", scene())
+  other = config("folder", tmp_path / "g", tmp_path / "tfds_g", num_classes=4, class_names=NAMES)
+  other = data_configs().objects_of(other, ["tree", "person"], min_pixels=20)
+  return data_configs().mixed(object_dataset, other, 0.25)
+
+
+def _flat(image: np.ndarray) -> bool:
+  return bool(np.ptp(image.reshape(-1, 3), axis=0).max() < 1e-4)
+
+
+def test_mixed_sources_give_their_share_of_training_examples(mixed_dataset):
+  """data.mix: 1 in 4 examples comes from the second source (its images, its own object
+  classes), with the main source's crop; evaluation stays on the main source."""
+  it = R.refine_train_iterator(mixed_dataset, 4, process_index=0, process_count=1)
+  flat = main = 0
+  for _ in range(10):
+    batch = next(it)
+    assert batch["image"].shape == (4, 16, 16, 3)  # the main config's crop for both sources
+    for image, gt in zip(batch["image"], batch["gt"]):
+      if _flat(image):
+        flat += 1
+        assert int(gt.sum()) > 0  # the second source's objects ('person' is class 2 in both)
+      else:
+        main += 1
+  assert flat == 10 and main == 30, (flat, main)
+  names = [e[0] for e in R.refine_eval_examples(mixed_dataset, "validation")]
+  assert len(names) == 8 and all(n.startswith("im") for n in names), names
+  # resuming a mixed stream continues on exactly the next batch
+  it = R.refine_train_iterator(mixed_dataset, 4, process_index=0, process_count=1)
+  next(it)
+  state = it.get_state()
+  expected = next(it)
+  again = R.refine_train_iterator(mixed_dataset, 4, process_index=0, process_count=1)
+  again.set_state(state)
+  np.testing.assert_array_equal(next(again)["image"], expected["image"])
+
+
+@pytest.mark.parametrize("mix, message", [
+    ({"data": None, "fraction": 1.0}, r"data.mix.fraction .* must be in \(0, 1\), got 1.0"),
+    ({"fraction": 0.5}, r"data.mix must have the fields \['data', 'fraction'\]"),
+    ({"data": {}, "weight": 0.5}, r"data.mix must have the fields"),
+])
+def test_mix_errors_name_the_key(mix, message):
+  with pytest.raises(ValueError, match=message):
+    R.mix_source({"mix": mix})

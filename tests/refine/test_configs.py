@@ -37,3 +37,23 @@ def test_demo_real_differs_from_demo_in_its_data_only():
   for section in ("model", "train", "optim", "eval"):
     assert real[section].to_dict() == synthetic[section].to_dict(), section
   assert tuple(real.data.crop_size) == tuple(synthetic.data.crop_size) == (96, 96)
+
+
+def test_demo_mixed_is_demo_real_with_half_synthetic_training_examples():
+  real, mixed = cascadepsp.demo_real(), cascadepsp.get_config("demo_mixed")
+  assert mixed.data.mix.fraction == 0.5 and mixed.data.mix.data.name == "synthetic"
+  assert "mix" not in mixed.data.mix.data  # one level: the mixed-in source has no mix of its own
+  assert real.data.mix is None
+  with mixed.data.unlocked():
+    del mixed.data.mix
+  with real.data.unlocked():
+    del real.data.mix
+  assert mixed.data.to_dict() == real.data.to_dict()
+  for section in ("model", "train", "optim", "eval"):
+    assert mixed[section].to_dict() == real[section].to_dict(), section
+
+
+def test_eval_roi_fields_default_to_the_papers_whole_image():
+  cfg = cascadepsp.paper()
+  assert cfg.eval.roi == "image" and cfg.eval.bucket == 8
+  assert (cfg.eval.roi_grow, cfg.eval.roi_margin) == (0.1, 0.25)

@@ -73,3 +73,51 @@ def test_refined_metrics_come_from_the_cascade(stages, tiny_ckpt, tmp_path):
 def test_bad_stage_is_named():
   with pytest.raises(ValueError, match="eval.stages='glob'"):
     training.eval_stages(ml_collections.ConfigDict({"stages": "glob"}))
+
+
+def test_object_roi_refines_the_grown_box_as_the_refiner_does(tiny_ckpt):
+  """eval.roi='object': each example is refined inside its coarse mask's box grown by
+  roi_grow (seeing roi_margin of context), as Refiner.refine(roi=box); pixels outside the box
+  keep the input."""
+  from psp_jax.refine import masks
+  size = 96
+  examples = []
+  for name, image, gt, coarse in _examples(2, size=48):  # the disc in a corner of a larger scene
+    big = lambda a: np.pad(a, [(0, size - 48), (0, size - 48)] + [(0, 0)] * (a.ndim - 2))  # noqa: E731
+    examples.append((name, big(image), big(gt), big(coarse)))
+  examples[0][1][60:, 60:] = 200  # a bright patch far from the object: outside its box
+  cfg = _config(stages="global", L=72, roi="object", roi_grow=0.1, roi_margin=0.25)
+  m = training.evaluate_refinement_variables(RefinementModule(width=WIDTH), tiny_variables(), cfg,
+                                             examples=examples, progress=False)
+  assert m["roi"] == "object" and m["roi_grow"] == 0.1 and m["roi_margin"] == 0.25
+  refiner = Refiner(tiny_ckpt, bucket=8, window_batch=1)
+  inter = union = 0
+  for _, image, gt, coarse in examples:
+    box = masks.object_box(coarse, 0.1)
+    x0, y0, x1, y1 = box
+    refined = refiner.refine(image, coarse * 255, L=72, stages="global", roi=box, roi_margin=0.25) > 127
+    outside = np.ones(coarse.shape, bool)
+    outside[y0:y1, x0:x1] = False
+    assert np.array_equal(refined[outside], coarse[outside] > 0)
+    inter += int((refined & (gt > 0)).sum())
+    union += int((refined | (gt > 0)).sum())
+  assert m["IoU"] == pytest.approx(inter / union, rel=1e-12)
+
+
+def test_object_box_grows_the_bounding_box():
+  from psp_jax.refine import masks
+  mask = np.zeros((40, 50), np.uint8)
+  mask[10:20, 5:25] = 1  # 20 wide, 10 high: grown by 0.1 x 20 = 2 px each side
+  assert masks.object_box(mask, 0.1) == (3, 8, 27, 22)
+  assert masks.object_box(mask, 0.0) == (4, 9, 26, 21)  # at least 1 px
+  assert masks.object_box(mask, 5.0) == (0, 0, 50, 40)  # clipped to the image
+  assert masks.object_box(np.zeros((4, 4), np.uint8), 0.1) is None
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"roi": "box"}, r"eval.roi='box' is not one of \('image', 'object'\)"),
+    ({"roi": "object", "roi_grow": -1}, r"eval.roi_grow must be >= 0, got -1"),
+])
+def test_bad_roi_is_named(fields, message):
+  with pytest.raises(ValueError, match=message):
+    training.eval_roi(ml_collections.ConfigDict(fields))

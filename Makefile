@@ -33,7 +33,8 @@ demo: install
 
 ## CascadePSP on its embedded default: train configs/cascadepsp.py:demo (object masks of the
 ## synthetic scenes with perturbed inputs), then report IoU and mBA before and after refining
-## the held-out scenes (written to $(REFINE_DEMO_DIR)/eval/). About 8 minutes on 2 CPU cores.
+## the held-out scenes (written to $(REFINE_DEMO_DIR)/eval/). About 14 minutes on 2 CPU cores
+## (an idle AMD EPYC with AVX-512, 2026-12-02; see the README).
 ## On real photographs: configs/cascadepsp.py:demo_real (CamVid objects; see the README).
 demo-refine: install
 	$(PY) -m psp_jax train --config configs/cascadepsp.py:demo --workdir $(REFINE_DEMO_DIR)

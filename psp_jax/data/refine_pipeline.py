@@ -221,7 +221,8 @@ def mix_source(data_cfg) -> tuple[Any, float] | None:
     raise ValueError(f"data.mix.fraction is the share of training examples from data.mix.data and must be "
                      f"in (0, 1), got {fraction}")
   if _get(mix["data"], "mix"):
-    raise ValueError("data.mix.data has a mix section of its own; nest mixes by listing one source")
+    raise ValueError("data.mix.data has a mix section of its own: a mix takes one plain source "
+                     "(set data.mix.data.mix to None)")
   return mix["data"], fraction
 
 

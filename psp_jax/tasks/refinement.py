@@ -131,6 +131,9 @@ def evaluate_refinement_variables(model, variables, config, *, workdir: str | No
     if int(coarse.sum()) < min_pixels:
       refined = coarse
       not_refined += 1
+    elif roi == "object" and not coarse.any():  # no box to refine (min_input_pixels=0)
+      refined = coarse
+      not_refined += 1
     elif roi == "object":
       h, w = coarse.shape
       box = masks.object_box(coarse, roi_grow)

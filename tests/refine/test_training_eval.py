@@ -121,3 +121,12 @@ def test_object_box_grows_the_bounding_box():
 def test_bad_roi_is_named(fields, message):
   with pytest.raises(ValueError, match=message):
     training.eval_roi(ml_collections.ConfigDict(fields))
+
+
+def test_object_roi_keeps_an_empty_input():
+  """eval.roi='object' with min_input_pixels=0: an empty coarse mask has no box; it is kept."""
+  name, image, gt, coarse = _examples(1)[0]
+  m = training.evaluate_refinement_variables(
+      RefinementModule(width=WIDTH), tiny_variables(), _config(roi="object"),
+      examples=[(name, image, gt, np.zeros_like(coarse))], progress=False)
+  assert m["not_refined"] == 1 and m["IoU"] == m["IoU_input"] == 0.0

@@ -30,7 +30,7 @@ import argparse
 import pathlib
 import sys
 
-from psp_jax import cli_checks, config_checks, config_loading, workdir_lock
+from psp_jax import cli_checks, config_checks, config_loading, reproducibility, workdir_lock
 from psp_jax.constants import TRAIN_RESULT
 from psp_jax.reports import write_json
 
@@ -94,7 +94,7 @@ def train_main(argv: list[str]) -> int:
     from psp_jax.train import loop  # pylint: disable=import-outside-toplevel
     result = loop.train_and_evaluate(config, workdir)
     if primary:
-      write_json(workdir / TRAIN_RESULT, dict(result or {}))
+      write_json(workdir / TRAIN_RESULT, {**(result or {}), "cpu_setting": reproducibility.current()})
   return 0
 
 
@@ -146,7 +146,7 @@ def evaluate_main(argv: list[str]) -> int:
       metrics.setdefault("checkpoint", args.checkpoint)
       metrics.setdefault("workdir", str(workdir))
       metrics.setdefault("eval_config", config.eval.to_dict())
-      write_json(pathlib.Path(args.output), metrics)
+      write_json(pathlib.Path(args.output), {**metrics, "cpu_setting": reproducibility.current()})
   return 0
 
 

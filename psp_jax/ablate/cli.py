@@ -6,8 +6,12 @@
 
 Each training run is `python -m psp_jax train ...` and each separate evaluation
 `python -m psp_jax evaluate ... --output DIR/rows/<row>/seed<S>-<key>.json`, one subprocess at a
-time. Finished runs are skipped and interrupted ones resume, so rerunning the same command
-continues; a failed run is reported, the others go on, and the exit status is 1 at the end.
+time. At mini scale every command runs under the portable CPU setting
+(psp_jax/reproducibility.py: XLA capped to AVX2, 2 XLA threads, OpenCV's AVX2 paths), so that the
+table comes out the same on any x86-64 CPU with AVX2; --no-portable-cpu runs natively,
+--portable-cpu applies the setting at paper scale too. Finished runs are skipped and interrupted
+ones resume, so rerunning the same command continues; a failed run is reported, the others go
+on, and the exit status is 1 at the end.
 Extra --config.KEY=VALUE flags (e.g. --config.data.manual_dir=/data/ade) apply to every run
 under the rows' own overrides; they are part of the runs' identity, so pass the same ones each
 time. --print-commands prints the commands still to run, one per line (run them anywhere, e.g. on a
@@ -65,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
                  help="run nothing: collect what is finished into the Markdown/CSV/PNG table")
   p.add_argument("--seeds", type=_ints, default=None,
                  help="comma-separated seeds (default: the table's seeds for the scale)")
+  p.add_argument("--portable-cpu", action=argparse.BooleanOptionalAction, default=None,
+                 help="run every command under the portable CPU setting (psp_jax/reproducibility.py) "
+                      "so that results are the same bits on any AVX2 CPU (default: on at mini "
+                      "scale, off at paper scale)")
   p.add_argument("--rows", type=_names, default=None,
                  help="comma-separated row names to run (default: all; the table lists all rows)")
   return p
@@ -79,15 +87,17 @@ def ablate_main(argv: list[str]) -> int:
     table = table_lib.with_overrides(table, config_flags(extra))
     if args.rows:
       table_lib.select(table, rows=args.rows)  # unknown names: an error listing the rows
-    full = plan_lib.make_plan(table, args.workdir)
-    todo = plan_lib.make_plan(table, args.workdir, rows=args.rows, check_config=False)
+    portable = args.scale == "mini" if args.portable_cpu is None else args.portable_cpu
+    full = plan_lib.make_plan(table, args.workdir, portable=portable)
+    todo = plan_lib.make_plan(table, args.workdir, rows=args.rows, check_config=False,
+                              portable=portable)
     plan_lib.check_workdir(full, claim=not args.print_commands)
   except table_lib.TableError as e:
     print(f"psp-jax ablate: error: {e}", file=sys.stderr)
     return 2
   if args.print_commands:
     for cmd in todo.commands():
-      print(shlex.join(cmd))
+      print(shlex.join(todo.shell(cmd)))
     return 0
   summary = None
   if not args.collect_only:

@@ -30,6 +30,7 @@ import json
 import pathlib
 import sys
 
+from psp_jax import reproducibility
 from psp_jax.ablate import overrides as ov
 from psp_jax.ablate.table import Row, Table, TableError
 from psp_jax.constants import TRAIN_RESULT  # written by `psp-jax train` after a successful run
@@ -93,6 +94,17 @@ class Plan:
   runs: tuple[TrainRun, ...]          # seed-major: every run of the first seed, then the next
   evaluations: tuple[Evaluation, ...]
   blocked: tuple[Row, ...]            # rows listed in the table that cannot run yet
+  portable: bool = False              # every command under psp_jax/reproducibility.py's setting
+
+  @property
+  def environment(self) -> dict[str, str]:
+    """The variables set for every command (on top of the caller's environment)."""
+    return reproducibility.portable_overrides() if self.portable else {}
+
+  def shell(self, command: tuple[str, ...]) -> tuple[str, ...]:
+    """`command` as one self-contained line: prefixed by `env K=V ...` under the setting."""
+    env = self.environment
+    return ("env", *[f"{k}={v}" for k, v in env.items()], *command) if env else command
 
   def evaluations_of(self, run: TrainRun) -> list[Evaluation]:
     return [e for e in self.evaluations if e.run is run]
@@ -147,11 +159,12 @@ def _check_eval_model_keys(table: Table, row: Row, base_cfg) -> None:
 
 
 def make_plan(table: Table, workdir: str | pathlib.Path, *, rows: list[str] | None = None,
-              check_config: bool = True) -> Plan:
+              check_config: bool = True, portable: bool = False) -> Plan:
   """The runs and evaluations of `table` (only `rows` when given, all by default).
 
   Run names come from the whole table, so running a subset (--rows) reuses the same runs.
   check_config: load each row's base config and check its overrides against it (TableError).
+  portable: run every command under the portable CPU setting (psp_jax/reproducibility.py).
   """
   workdir = pathlib.Path(workdir)
   runnable = [r for r in table.rows if not r.blocked]
@@ -209,20 +222,33 @@ def make_plan(table: Table, workdir: str | pathlib.Path, *, rows: list[str] | No
                                     output=output, command=command,
                                     log=workdir / "logs" / f"{row.name}-seed{seed}.eval.log"))
   return Plan(table=table, workdir=workdir, runs=tuple(runs), evaluations=tuple(evaluations),
-              blocked=tuple(r for r in table.rows if r.blocked))
+              blocked=tuple(r for r in table.rows if r.blocked), portable=portable)
+
+
+def cpu_setting(portable: bool) -> str:
+  return "portable" if portable else "native"
 
 
 def check_workdir(plan: Plan, *, claim: bool) -> None:
-  """DIR belongs to one table at one scale (row files of two tables would mix): raise
-  TableError when DIR/ablate.json names another; write it when `claim`."""
+  """DIR belongs to one table at one scale and one CPU setting (row files of two tables, or runs
+  made under two settings, would mix): raise TableError when DIR/ablate.json names another;
+  write it when `claim`. A marker without a CPU setting predates it: its runs were native."""
   marker = plan.workdir / "ablate.json"
   identity = {"table": plan.table.stem, "scale": plan.table.scale}
+  cpu = cpu_setting(plan.portable)
   if marker.is_file():
     found = json.loads(marker.read_text())
     if {k: found.get(k) for k in identity} != identity:
       raise TableError(f"--workdir {plan.workdir} holds table {found.get('table')!r} at scale "
                        f"{found.get('scale')!r}, not {identity['table']!r} at {identity['scale']!r}: "
                        "use another --workdir")
+    made = found.get("cpu", "native")
+    if made != cpu:
+      flag = "--portable-cpu" if made == "portable" else "--no-portable-cpu"
+      raise TableError(f"--workdir {plan.workdir} holds runs made with the {made} CPU setting, "
+                       f"not {cpu} (psp_jax/reproducibility.py): pass {flag} to continue it, "
+                       "or use another --workdir")
   elif claim:
     plan.workdir.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps({**identity, "table_file": str(plan.table.path)}, indent=1) + "\n")
+    marker.write_text(json.dumps({**identity, "cpu": cpu, "table_file": str(plan.table.path)},
+                                 indent=1) + "\n")

@@ -13,8 +13,10 @@ import csv
 import math
 import pathlib
 
+from psp_jax import reproducibility
 from psp_jax.ablate import claims as claims_lib
 from psp_jax.ablate.collect import COSTS, RowResult
+from psp_jax.ablate import plan as plan_lib
 from psp_jax.ablate.plan import Plan
 from psp_jax.ablate.table import Table
 
@@ -57,6 +59,7 @@ def markdown(plan: Plan, results: list[RowResult], command: str) -> str:
   own_base = any(r.row.base != t.base for r in results)
   lines = [f"# {t.title} ({t.scale} scale)", "",
            f"Made by: `{command}`", "",
+           f"CPU setting of every run: {reproducibility.describe(plan.portable)}.", "",
            f"Base config `{t.base}`" + (" (rows naming their own base are listed below)" if own_base else "") + f"; seeds {', '.join(map(str, t.seeds))}; checkpoint `{t.checkpoint}`"
            + (f", split `{t.split}`" if t.split else "")
            + ". Values are the mean ± sample standard deviation over seeds"
@@ -143,7 +146,7 @@ def costs_markdown(table: Table, results: list[RowResult]) -> list[str]:
 
 def write_csv(plan: Plan, results: list[RowResult], path: pathlib.Path) -> None:
   t = plan.table
-  header = ["row", "label", "status", "n"]
+  header = ["row", "label", "status", "n", "cpu_setting"]
   for m in t.metrics:
     header += [f"{m}_mean", f"{m}_std", f"{m}_n", *[f"{m}_seed{s}" for s in t.seeds], f"{m}_paper"]
   if t.costs:
@@ -152,7 +155,7 @@ def write_csv(plan: Plan, results: list[RowResult], path: pathlib.Path) -> None:
     w = csv.writer(f)
     w.writerow(header)
     for r in results:
-      line = [r.row.name, r.row.label, r.status, _n(r)]
+      line = [r.row.name, r.row.label, r.status, _n(r), plan_lib.cpu_setting(plan.portable)]
       for m in t.metrics:
         c = r.cells[m]
         line += [_num(c.mean, 4) if c.n else "", _num(c.std, 4) if c.n > 1 else "", c.n,

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import json
+import os
 import pathlib
 import shlex
 import subprocess
@@ -27,14 +29,16 @@ from typing import Callable, TextIO
 from psp_jax.ablate.plan import Evaluation, Plan
 
 
-def execute(command: tuple[str, ...], log: pathlib.Path) -> int:
-  """Run `command` with its stdout and stderr appended to `log`; return the exit status."""
+def execute(command: tuple[str, ...], log: pathlib.Path, env: dict[str, str] | None = None) -> int:
+  """Run `command` with its stdout and stderr appended to `log`; return the exit status.
+  env: variables set on top of this process's environment (logged with the command)."""
   log.parent.mkdir(parents=True, exist_ok=True)
+  shown = ("env", *[f"{k}={v}" for k, v in env.items()], *command) if env else command
   with open(log, "ab") as f:
-    f.write(f"\n$ {shlex.join(command)}\n# started {datetime.datetime.now():%Y-%m-%d %H:%M:%S}\n".encode())
+    f.write(f"\n$ {shlex.join(shown)}\n# started {datetime.datetime.now():%Y-%m-%d %H:%M:%S}\n".encode())
     f.flush()
     return subprocess.run(command, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                          check=False).returncode
+                          env={**os.environ, **env} if env else None, check=False).returncode
 
 
 def duration(seconds: float) -> str:
@@ -77,7 +81,7 @@ class Runner:
   def __init__(self, plan: Plan, *, execute_fn: Callable[[tuple[str, ...], pathlib.Path], int] | None = None,
                out: TextIO | None = None, clock: Callable[[], float] = time.monotonic):
     self.plan = plan
-    self.execute = execute_fn or execute
+    self.execute = execute_fn or functools.partial(execute, env=plan.environment)
     self.out = out or sys.stdout
     self.clock = clock
     self.durations: dict[str, list[float]] = {"train": [], "evaluate": []}

@@ -11,6 +11,8 @@ A table file is a Python module with one dict, `TABLE`:
       eval={"paper": {"eval.flip": True}},             # optional: eval overrides of every row
       seeds={"mini": [0, 1], "paper": [0]},            # the `seed` config field of each run
       metrics=["mIoU", "aAcc"],                        # keys of the evaluation JSON to report
+                                                       #   (or one list per scale: {"mini": [...],
+                                                       #   "paper": [...]})
       metric_labels={"aAcc": "pixel acc"},             # optional display names
       scale=100.0,                                     # optional: shown = value * scale (default
                                                        #   100: evaluations report fractions,
@@ -21,7 +23,8 @@ A table file is a Python module with one dict, `TABLE`:
       paper_source="paper_numbers.md, Table 1 ...",    # where the paper column comes from
       claims=[dict(better="b1236_avg", than="fcn", metric="mIoU")],  # optional: orderings the
                                                        #   report tests by the paired difference
-                                                       #   over seeds (psp_jax/ablate/claims.py)
+                                                       #   over seeds (psp_jax/ablate/claims.py);
+                                                       #   or one list per scale
       lower_is_better=["twin_rate"],                   # optional: metrics where smaller wins
       costs=True,                                      # optional: a cost section (parameters,
                                                        #   GFLOPs, train images/s, eval and CRF
@@ -236,13 +239,19 @@ def parse_table(raw: Mapping[str, Any], path: str | pathlib.Path, scale: str) ->
       or len(set(seeds)) != len(seeds)):
     _fail(path, f"seeds[{scale!r}]", f"must be a non-empty list of distinct ints >= 0, got {seeds!r}")
   metrics = raw["metrics"]
+  if isinstance(metrics, Mapping):
+    metrics = _per_scale(path, "'metrics'", metrics, required=True).get(scale)
   if (isinstance(metrics, str) or not isinstance(metrics, (list, tuple)) or not metrics
       or not all(isinstance(m, str) and m for m in metrics)):
     _fail(path, "'metrics'", f"must be a non-empty list of metric names, got {metrics!r}")
   metrics = tuple(metrics)
   labels = raw.get("metric_labels") or {}
-  if not isinstance(labels, Mapping) or set(labels) - set(metrics):
-    _fail(path, "'metric_labels'", f"must map some of {list(metrics)} to display names, got {labels!r}")
+  all_metrics = set(metrics)
+  if isinstance(raw["metrics"], Mapping):
+    all_metrics = {m for ms in raw["metrics"].values() if isinstance(ms, (list, tuple)) for m in ms}
+  if not isinstance(labels, Mapping) or set(labels) - all_metrics:
+    _fail(path, "'metric_labels'", f"must map some of {sorted(all_metrics)} to display names, got {labels!r}")
+  labels = {k: v for k, v in labels.items() if k in metrics}
   value_scale = raw.get("scale", 100.0)
   if not isinstance(value_scale, (int, float)) or isinstance(value_scale, bool) or value_scale <= 0:
     _fail(path, "'scale'", f"must be a positive number, got {value_scale!r}")
@@ -276,15 +285,29 @@ def parse_table(raw: Mapping[str, Any], path: str | pathlib.Path, scale: str) ->
   if not rows:
     _fail(path, "'rows'", f"no row is defined at scale {scale!r}")
   lower = raw.get("lower_is_better") or ()
-  if isinstance(lower, str) or not set(lower) <= set(metrics):
-    _fail(path, "'lower_is_better'", f"must list some of the metrics {list(metrics)}, got {lower!r}")
+  if isinstance(lower, str) or not set(lower) <= all_metrics:
+    _fail(path, "'lower_is_better'", f"must list some of the metrics {sorted(all_metrics)}, got {lower!r}")
+  lower = tuple(m for m in lower if m in metrics)
   claims = []
-  for i, claim in enumerate(raw.get("claims") or ()):
+  # A list applies at every scale where its rows exist; a dict keyed by scale lists each
+  # scale's own claims, and their rows must exist there.
+  raw_claims = raw.get("claims") or ()
+  per_scale = isinstance(raw_claims, Mapping)
+  if per_scale:
+    raw_claims = _per_scale(path, "'claims'", raw_claims, required=False).get(scale) or ()
+  at_scale = {r.name for r in rows}
+  for i, claim in enumerate(raw_claims):
     if not isinstance(claim, Mapping) or set(claim) != _CLAIM_KEYS:
       _fail(path, f"claims[{i}]", f"must be dict(better=ROW, than=ROW, metric=METRIC), got {claim!r}")
     for key in ("better", "than"):
       if claim[key] not in seen:
         _fail(path, f"claims[{i}]", f"{key}={claim[key]!r} is not a row of the table")
+      if per_scale and claim[key] not in at_scale:
+        _fail(path, f"claims[{scale!r}][{i}]",
+              f"{key}={claim[key]!r} is not a row of the table at scale {scale!r}")
+    if not {claim["better"], claim["than"]} <= at_scale or (
+        not per_scale and claim["metric"] in all_metrics - set(metrics)):
+      continue  # a claim of the other scale
     if claim["metric"] not in metrics:
       _fail(path, f"claims[{i}]", f"metric {claim['metric']!r} is not one of {list(metrics)}")
     claims.append(dict(claim))

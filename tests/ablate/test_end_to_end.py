@@ -1,13 +1,18 @@
 """One real `psp-jax ablate` (tiny models, tiny scenes, 2 steps): a training run shared by two
 rows, one of them evaluated again with an override through `psp-jax evaluate --output`, and a
 row of another family (SegNet-Basic, its own base config), with the cost section
-(costs=True) of the families tables."""
+(costs=True) of the families tables; then its two PSPNet rows again in a new workdir under the
+same (default, portable) CPU setting, which must give the same bits."""
 import json
 import subprocess
 import sys
 import textwrap
 
+import numpy as np
 from ablate_fixtures import write_table
+from flax import traverse_util
+
+from psp_jax import checkpoint
 
 TINY = textwrap.dedent('''
     PSP = {"model.width": 4, "model.head_features": 8, "model.aux_features": 8}
@@ -62,3 +67,25 @@ def test_ablate_trains_once_evaluates_twice_and_collects(tmp_path, monkeypatch):
   assert (work / "smoke_mini_cost.png").stat().st_size > 0
   again = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
   assert again.returncode == 0 and "0 training runs (2 already finished), 0 evaluations (1 already" in again.stdout
+  # mini scale runs every command under the portable CPU setting, and records it
+  assert psp_train["cpu_setting"]["PJRT_NPROC"] == "2"
+  assert psp_train["cpu_setting"]["XLA_FLAGS"].endswith("--xla_cpu_max_isa=AVX2")
+  assert flip["cpu_setting"] == psp_train["cpu_setting"]
+  assert json.loads((work / "ablate.json").read_text())["cpu"] == "portable"
+  assert "CPU setting of every run: portable CPU: `XLA_FLAGS=--xla_cpu_max_isa=AVX2" in md
+  # the two-row table again, from scratch in another workdir: the same bits and the same table rows
+  work2 = tmp_path / "w2"
+  rerun = subprocess.run(cmd[:-1] + [str(work2), "--rows", "psp,psp_flip"], capture_output=True,
+                         text=True, timeout=360)
+  assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+  first, _ = checkpoint.load_variables(runs[0] / "checkpoints")
+  second, _ = checkpoint.load_variables(next((work2 / "runs").glob("psp-*/seed0")) / "checkpoints")
+  a, b = (dict(traverse_util.flatten_dict(v, sep="/")) for v in (first, second))
+  assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+  for row in ("psp", "psp_flip"):
+    one = json.loads(next((work / "rows" / row).glob("seed0-*.json")).read_text())
+    two = json.loads(next((work2 / "rows" / row).glob("seed0-*.json")).read_text())
+    for key in ("mIoU", "aAcc", "per_class", "confusion_matrix"):
+      assert one[key] == two[key], (row, key)
+  lines = lambda path: [x for x in path.read_text().splitlines() if x.startswith("| psp")]  # noqa: E731
+  assert lines(work2 / "smoke_mini.md") == lines(work / "smoke_mini.md")

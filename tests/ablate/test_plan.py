@@ -62,9 +62,16 @@ def test_print_commands_prints_exactly_the_commands_to_run(tmp_path, capsys):
   args = ["--table", str(table), "--scale", "mini", "--workdir", str(tmp_path / "w"), "--print-commands"]
   assert cli.ablate_main(args) == 0
   lines = capsys.readouterr().out.strip().splitlines()
-  plan = _plan(tmp_path)
-  assert [shlex.split(line) for line in lines] == [list(c) for c in plan.commands()]
+  plan = _plan(tmp_path, portable=True)  # the mini default: each line sets the CPU setting itself
+  assert [shlex.split(line) for line in lines] == [list(plan.shell(c)) for c in plan.commands()]
+  for line in lines:
+    words = shlex.split(line)
+    assert words[0] == "env" and words[1].startswith("XLA_FLAGS=") and words[1].endswith(
+        " --xla_cpu_max_isa=AVX2") and words[2:4] == ["PJRT_NPROC=2", "OPENCV_CPU_DISABLE=AVX512-SKX"]
   assert len(lines) == 4 + 2  # 2 runs x 2 seeds, 1 multi-scale evaluation x 2 seeds
+  assert cli.ablate_main(args + ["--no-portable-cpu"]) == 0
+  native = capsys.readouterr().out.strip().splitlines()
+  assert [shlex.split(line) for line in native] == [list(c) for c in plan.commands()]
   assert not (tmp_path / "w").exists()  # printing creates nothing
   (plan.runs[0].workdir).mkdir(parents=True)
   (plan.runs[0].workdir / "train_result.json").write_text("{}")
@@ -91,11 +98,44 @@ def test_cli_errors_and_workdir_ownership(tmp_path, capsys):
     plan_lib.check_workdir(other, claim=True)
 
 
+def test_a_workdir_keeps_one_cpu_setting(tmp_path, monkeypatch):
+  """Runs made natively and under the portable setting never mix in one table; a marker from
+  before the setting existed counts as native."""
+  import json
+  monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+  portable = _plan(tmp_path, portable=True)
+  assert portable.environment == {
+      "XLA_FLAGS": "--xla_force_host_platform_device_count=8 --xla_cpu_max_isa=AVX2",
+      "PJRT_NPROC": "2", "OPENCV_CPU_DISABLE": "AVX512-SKX"}
+  assert _plan(tmp_path).environment == {}
+  plan_lib.check_workdir(portable, claim=True)
+  assert json.loads((tmp_path / "w" / "ablate.json").read_text())["cpu"] == "portable"
+  plan_lib.check_workdir(portable, claim=True)  # the same setting continues
+  with pytest.raises(TableError, match="made with the portable CPU setting, not native.*--portable-cpu"):
+    plan_lib.check_workdir(_plan(tmp_path), claim=True)
+  marker = tmp_path / "w" / "ablate.json"
+  marker.write_text(json.dumps({"table": "test_table", "scale": "mini"}))
+  plan_lib.check_workdir(_plan(tmp_path), claim=True)
+  with pytest.raises(TableError, match="made with the native CPU setting, not portable.*--no-portable-cpu"):
+    plan_lib.check_workdir(portable, claim=True)
+
+
+def test_the_runner_launches_every_command_under_the_plan_environment(tmp_path):
+  from psp_jax.ablate import runner
+  log = tmp_path / "x.log"
+  code = "import os; print('seen', os.environ['PJRT_NPROC'], os.environ['XLA_FLAGS'])"
+  assert runner.execute((sys.executable, "-c", code), log, env={"PJRT_NPROC": "2", "XLA_FLAGS": "-a"}) == 0
+  text = log.read_text()
+  assert "$ env PJRT_NPROC=2 XLA_FLAGS=-a " in text and "seen 2 -a" in text
+  plan = _plan(tmp_path, portable=True)
+  assert runner.Runner(plan).execute.keywords["env"] == plan.environment
+
+
 def test_ablate_help_lists_the_flags():
   out = subprocess.run([sys.executable, "-m", "psp_jax", "ablate", "--help"], capture_output=True,
                        text=True, check=True, timeout=120).stdout
   for name in ("--table", "--scale", "--workdir", "--print-commands", "--seeds", "--rows",
-               "--collect-only", "mini", "paper"):
+               "--collect-only", "--portable-cpu", "--no-portable-cpu", "mini", "paper"):
     assert name in out
 
 

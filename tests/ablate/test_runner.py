@@ -66,7 +66,10 @@ def test_a_failed_evaluation_is_reported_and_exit_status_is_nonzero(tmp_path, mo
   ms = next(e for e in plan.evaluations if e.row == "psp_ms" and e.seed == 1)
   fake = FakePspJax()
 
-  def execute(command, log):
+  envs = []
+
+  def execute(command, log, env=None):
+    envs.append(env)
     if command == ms.command:
       log.parent.mkdir(parents=True, exist_ok=True)
       log.write_text("Traceback: out of memory\n")
@@ -77,6 +80,7 @@ def test_a_failed_evaluation_is_reported_and_exit_status_is_nonzero(tmp_path, mo
   code = cli.ablate_main(["--table", str(table), "--scale", "mini", "--workdir", str(tmp_path / "w")])
   out = capsys.readouterr().out
   assert code == 1
+  assert envs and all(e["PJRT_NPROC"] == "2" for e in envs)  # mini: the portable CPU setting
   assert "FAILED evaluate psp_ms seed 1: exit status 1" in out
   assert "failed: seed 1" in out  # the table marks the row
   md = (tmp_path / "w" / "test_table_mini.md").read_text()

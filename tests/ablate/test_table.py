@@ -114,3 +114,27 @@ def test_shipped_tables_load_and_fit_their_base_configs(path, scale):
   if path.stem.startswith("cascadepsp_"):  # its rows without eval overrides rely on this default
     from psp_jax.ablate.overrides import load_base_config
     assert load_base_config(table.base).eval.stages == "global+local"
+
+
+def test_metrics_and_claims_may_differ_by_scale(tmp_path):
+  """Tables 1-3 report the look-alike mIoU at mini scale (the synthetic scenes have look-alikes)
+  and mIoU at paper scale (ADE20K has none); claims are per scale too, or one list applied
+  wherever its rows and metrics exist."""
+  text = TABLE_TEXT.replace(
+      'metrics=["mIoU", "aAcc"],',
+      'metrics={"mini": ["lookalike_mIoU", "mIoU", "aAcc"], "paper": ["mIoU", "aAcc"]},\n'
+      '        lower_is_better=["lookalike_mIoU"],\n'
+      '        claims=[dict(better="psp", than="fcn", metric="lookalike_mIoU"),\n'
+      '                dict(better="big", than="fcn", metric="mIoU")],')
+  mini, paper = (load_table(write_table(tmp_path, text), s) for s in ("mini", "paper"))
+  assert mini.metrics == ("lookalike_mIoU", "mIoU", "aAcc") and paper.metrics == ("mIoU", "aAcc")
+  assert mini.metric_labels == {"aAcc": "pixel acc"} and paper.lower_is_better == ()
+  # each scale keeps only the claims whose rows and metric it has
+  assert [c["better"] for c in mini.claims] == ["psp"] and [c["better"] for c in paper.claims] == ["big"]
+  strict = TABLE_TEXT.replace('rows=[', 'claims={"mini": [dict(better="big", than="fcn", metric="mIoU")]},\n    rows=[')
+  with pytest.raises(TableError, match=r"claims\['mini'\]\[0\]: better='big' is not a row of the table at scale 'mini'"):
+    load_table(write_table(tmp_path, strict), "mini")
+  assert load_table(write_table(tmp_path, strict), "paper").claims == ()
+  typo = TABLE_TEXT.replace('metrics=["mIoU", "aAcc"]', 'metrics={"mini": ["mIoU"], "papr": ["mIoU"]}')
+  with pytest.raises(TableError, match="'metrics': unknown scale"):
+    load_table(write_table(tmp_path, typo), "mini")

@@ -1,0 +1,241 @@
+"""Every distinct convolution of a model, timed in XLA (ours) and in PyTorch, interleaved.
+
+  python experiments/benchmark_layers.py --model pspnet50 --size 473 --output experiments/results/layers_pspnet50.md
+  python experiments/benchmark_layers.py --model refine --size 904x608      # CascadePSP's global step
+
+The convolutions are read from the model's own jaxpr (jax.make_jaxpr of its inference apply;
+nested jaxprs included), so the list is exactly what our forward runs: input and kernel shape,
+strides, padding, dilation and groups, and how often each occurs. Each distinct shape is then
+timed as one jitted `lax.conv_general_dilated` (NHWC, as our layers call it) and as
+`torch.nn.functional.conv2d` (NCHW, as the PyTorch originals run), in pairs: ours, then torch,
+--pairs times, each side the median of --inner calls. Reported per shape: GFLOP per call,
+ms and GFLOP/s for both, the median over pairs of the pairwise ratio torch/ours (> 1: ours is
+faster), and the share of our total convolution time (count x ms). The header names the CPU
+(lscpu flags), the thread counts and the library versions: ratios move with the CPU kind.
+Cap both sides to AVX2 on an AVX-512 machine with
+  XLA_FLAGS=--xla_cpu_max_isa=AVX2 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 python ...
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import pathlib
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def _size(text: str) -> tuple[int, int]:
+  """'473' -> (473, 473); '968x648' -> (648, 968) as (H, W) from W x H."""
+  if "x" in text:
+    w, h = (int(v) for v in text.split("x"))
+    return h, w
+  return int(text), int(text)
+
+
+def model_forward(name: str, size: tuple[int, int]):
+  """(fn, args) whose jaxpr holds the model's inference convolutions."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  from psp_jax.models.build import build_model  # pylint: disable=import-outside-toplevel
+  h, w = size
+  if name.startswith("pspnet"):
+    depth = int(name[len("pspnet"):] or 50)
+    model = build_model({"name": "pspnet", "num_classes": 150, "depth": depth})
+    x = jnp.zeros((1, h, w, 3), jnp.float32)
+    variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
+    return (lambda v, x: model.apply(v, x, train=False)), (variables, x)
+  if name == "refine":
+    model = build_model({"name": "cascadepsp"})
+    x = jnp.zeros((1, h, w, 3), jnp.float32)
+    seg = jnp.zeros((1, h, w, 1), jnp.float32)
+    variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x, seg, train=False))
+    return (lambda v, x, s: model.apply(v, x, s, train=False)), (variables, x, seg)
+  raise SystemExit(f"--model {name!r}: expected pspnet50, pspnet101 or refine")
+
+
+def conv_shapes(fn, args) -> collections.Counter:
+  """Counter of (lhs shape, rhs shape, strides, padding, lhs/rhs dilation, groups, dimension numbers)."""
+  import jax  # pylint: disable=import-outside-toplevel
+  found: collections.Counter = collections.Counter()
+
+  def walk(jaxpr):
+    for eqn in jaxpr.eqns:
+      if eqn.primitive.name == "conv_general_dilated":
+        p = eqn.params
+        dn = p["dimension_numbers"]
+        found[(tuple(eqn.invars[0].aval.shape), tuple(eqn.invars[1].aval.shape),
+               tuple(p["window_strides"]), tuple(tuple(x) for x in p["padding"]),
+               tuple(p["lhs_dilation"]), tuple(p["rhs_dilation"]), p["feature_group_count"],
+               (dn.lhs_spec, dn.rhs_spec, dn.out_spec))] += 1
+      for sub in jax.core.jaxprs_in_params(eqn.params):
+        walk(sub)
+
+  walk(jax.make_jaxpr(fn)(*args).jaxpr)
+  return found
+
+
+def to_nhwc(key):
+  """The same convolution in NHWC/HWIO: (N, H, W, C), (kh, kw, Cin/groups, Cout)."""
+  lhs, rhs, strides, padding, lhs_dil, rhs_dil, groups, (ls, rs, _) = key
+  n, c, h, w = (lhs[i] for i in ls)           # ls: positions of N, C, spatial...
+  o, i, kh, kw = (rhs[j] for j in rs)        # rs: positions of O, I, spatial...
+  return (n, h, w, c), (kh, kw, i, o), strides, padding, lhs_dil, rhs_dil, groups
+
+
+def gflop(nhwc) -> float:
+  (n, h, w, c), (kh, kw, i, o), strides, padding, _, dil, groups = nhwc
+  ho = (h + sum(padding[0]) - dil[0] * (kh - 1) - 1) // strides[0] + 1
+  wo = (w + sum(padding[1]) - dil[1] * (kw - 1) - 1) // strides[1] + 1
+  return 2.0 * n * ho * wo * o * kh * kw * i / 1e9
+
+
+def timers(nhwc, inner: int):
+  """(ours(), torch_()) each returning the median seconds of `inner` calls."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  import torch  # pylint: disable=import-outside-toplevel
+  (n, h, w, c), (kh, kw, i, o), strides, padding, lhs_dil, dil, groups = nhwc
+  if any(d != 1 for d in lhs_dil):
+    raise ValueError("transposed convolutions (lhs dilation) are not benchmarked")
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(n, h, w, c)).astype(np.float32)
+  k = (rng.normal(size=(kh, kw, i, o)) * 0.05).astype(np.float32)
+  conv = jax.jit(lambda a, b: jax.lax.conv_general_dilated(
+      a, b, strides, padding, rhs_dilation=dil, feature_group_count=groups,
+      dimension_numbers=("NHWC", "HWIO", "NHWC")))
+  xj, kj = jnp.asarray(x), jnp.asarray(k)
+  conv(xj, kj).block_until_ready()
+  xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+  kt = torch.from_numpy(np.ascontiguousarray(k.transpose(3, 2, 0, 1)))
+  symmetric = all(p[0] == p[1] for p in padding)
+  if not symmetric:  # torch pads both sides alike: pad the input explicitly
+    pad = (padding[1][0], padding[1][1], padding[0][0], padding[0][1])
+    torch_conv = lambda: torch.nn.functional.conv2d(  # noqa: E731
+        torch.nn.functional.pad(xt, pad), kt, stride=strides, dilation=dil, groups=groups)
+  else:
+    torch_conv = lambda: torch.nn.functional.conv2d(  # noqa: E731
+        xt, kt, stride=strides, padding=(padding[0][0], padding[1][0]), dilation=dil, groups=groups)
+  with torch.inference_mode():
+    ref = torch_conv().numpy().transpose(0, 2, 3, 1)
+  ours = np.asarray(conv(xj, kj))
+  if ours.shape != ref.shape or not np.allclose(ours, ref, rtol=1e-3, atol=1e-3 * np.abs(ref).max()):
+    raise AssertionError(f"{nhwc}: ours and torch disagree ({ours.shape} vs {ref.shape})")
+
+  def time_ours():
+    ts = []
+    for _ in range(inner):
+      t = time.perf_counter()
+      conv(xj, kj).block_until_ready()
+      ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+  def time_torch():
+    ts = []
+    with torch.inference_mode():
+      for _ in range(inner):
+        t = time.perf_counter()
+        torch_conv()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+  return time_ours, time_torch
+
+
+def cpu_header() -> str:
+  model, flags = platform.processor() or platform.machine(), ""
+  try:
+    for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines():
+      key, _, value = line.partition(":")
+      if key.strip() == "Model name":
+        model = value.strip()
+      elif key.strip() == "Flags":
+        flags = " ".join(f for f in value.split() if f.startswith(("avx", "fma", "amx")))
+  except (OSError, subprocess.CalledProcessError):
+    pass
+  return f"{model}, {os.cpu_count()} cores; lscpu flags: {flags}"
+
+
+def describe(nhwc) -> str:
+  (n, h, w, c), (kh, kw, i, o), strides, padding, _, dil, groups = nhwc
+  extra = []
+  if strides != (1, 1):
+    extra.append(f"stride {strides[0]}")
+  if dil != (1, 1):
+    extra.append(f"dilation {dil[0]}")
+  if groups != 1:
+    extra.append(f"groups {groups}")
+  return f"{kh}x{kw} {c}->{o} at {h}x{w}" + (f" ({', '.join(extra)})" if extra else "")
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--model", default="pspnet50", help="pspnet50 | pspnet101 | refine")
+  p.add_argument("--size", default=None,
+                 help="input side or WxH (default: 473; refine 904x608, the global step's padded "
+                      "input for the 968x648 sample at L=900)")
+  p.add_argument("--pairs", type=int, default=5, help="interleaved (ours, torch) pairs per shape")
+  p.add_argument("--inner", type=int, default=3, help="calls per side per pair (median)")
+  p.add_argument("--limit", type=int, default=0, help="only the N most expensive shapes (0: all)")
+  p.add_argument("--output", default=None, help="Markdown report (default: print only)")
+  args = p.parse_args(argv)
+  import jax  # pylint: disable=import-outside-toplevel
+  import torch  # pylint: disable=import-outside-toplevel
+  size = _size(args.size or ("904x608" if args.model == "refine" else "473"))
+  fn, fargs = model_forward(args.model, size)
+  shapes = collections.Counter()
+  for key, count in conv_shapes(fn, fargs).items():
+    shapes[to_nhwc(key)] += count
+  todo = sorted(shapes, key=lambda s: -gflop(s) * shapes[s])
+  if args.limit:
+    todo = todo[:args.limit]
+  rows = []
+  for j, nhwc in enumerate(todo):
+    ours, theirs = timers(nhwc, args.inner)
+    pairs = [(ours(), theirs()) for _ in range(args.pairs)]
+    o = statistics.median(a for a, _ in pairs)
+    t = statistics.median(b for _, b in pairs)
+    ratio = statistics.median(b / a for a, b in pairs)
+    rows.append((nhwc, shapes[nhwc], o, t, ratio))
+    print(f"[{j + 1}/{len(todo)}] {describe(nhwc)} x{shapes[nhwc]}: ours {1e3 * o:.2f} ms, "
+          f"torch {1e3 * t:.2f} ms, torch/ours {ratio:.2f}", flush=True)
+  total_ours = sum(c * o for _, c, o, _, _ in rows)
+  total_torch = sum(c * t for _, c, _, t, _ in rows)
+  command = "python experiments/benchmark_layers.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+  h, w = size
+  lines = [f"# Convolutions of {args.model} at {w}x{h}: ours (XLA) vs PyTorch, interleaved", "",
+           f"Made by: `{command}`", "",
+           f"Machine: {cpu_header()}. jax {jax.__version__}, torch {torch.__version__} "
+           f"({torch.get_num_threads()} threads); XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, "
+           f"ATEN_CPU_CAPABILITY={os.environ.get('ATEN_CPU_CAPABILITY', '')!r}, "
+           f"ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', '')!r}.",
+           f"Each shape: {args.pairs} pairs (ours, then torch), each side the median of {args.inner} "
+           "calls; ratio = median over pairs of torch/ours (> 1: ours faster).", "",
+           "| convolution | count | GFLOP | ours ms | torch ms | ours GFLOP/s | torch GFLOP/s | torch/ours | share of our time |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+  for nhwc, count, o, t, ratio in rows:
+    g = gflop(nhwc)
+    lines.append(f"| {describe(nhwc)} | {count} | {g:.3f} | {1e3 * o:.2f} | {1e3 * t:.2f} | "
+                 f"{g / o:.0f} | {g / t:.0f} | {ratio:.2f} | {100 * count * o / total_ours:.1f}% |")
+  lines += ["", f"All convolutions (count x median): ours {total_ours:.3f} s, torch {total_torch:.3f} s, "
+                f"torch/ours {total_torch / total_ours:.2f}; "
+                f"{sum(gflop(s) * c for s, c, *_ in rows):.1f} GFLOP."]
+  text = "\n".join(lines) + "\n"
+  print(text)
+  if args.output:
+    pathlib.Path(args.output).write_text(text)
+    print(f"wrote {args.output}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -11,7 +11,7 @@ timed as one jitted `lax.conv_general_dilated` (NHWC, as our layers call it) and
 --pairs times, each side the median of --inner calls. Reported per shape: GFLOP per call,
 ms and GFLOP/s for both, the median over pairs of the pairwise ratio torch/ours (> 1: ours is
 faster), and the share of our total convolution time (count x ms). The header names the CPU
-(lscpu flags), the thread counts and the library versions: ratios move with the CPU kind.
+(its vector flags), the thread counts and the library versions: ratios move with the CPU kind.
 Cap both sides to AVX2 on an AVX-512 machine with
   XLA_FLAGS=--xla_cpu_max_isa=AVX2 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 python ...
 """
@@ -21,10 +21,8 @@ import argparse
 import collections
 import os
 import pathlib
-import platform
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 
@@ -152,17 +150,9 @@ def timers(nhwc, inner: int):
 
 
 def cpu_header() -> str:
-  model, flags = platform.processor() or platform.machine(), ""
-  try:
-    for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines():
-      key, _, value = line.partition(":")
-      if key.strip() == "Model name":
-        model = value.strip()
-      elif key.strip() == "Flags":
-        flags = " ".join(f for f in value.split() if f.startswith(("avx", "fma", "amx")))
-  except (OSError, subprocess.CalledProcessError):
-    pass
-  return f"{model}, {os.cpu_count()} cores; lscpu flags: {flags}"
+  from psp_jax.reproducibility import cpu_description  # pylint: disable=import-outside-toplevel
+  model, flags = cpu_description()
+  return f"{model}, {os.cpu_count()} cores; vector flags: {flags}"
 
 
 def describe(nhwc) -> str:

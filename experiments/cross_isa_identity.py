@@ -28,7 +28,6 @@ import hashlib
 import json
 import os
 import pathlib
-import platform
 import shlex
 import subprocess
 import sys
@@ -54,21 +53,6 @@ def settings() -> list[dict]:
       dict(name="native, one thread", env={"PJRT_NPROC": "1"}),
       dict(name="capped to AVX", env=avx),
   ]
-
-
-def lscpu() -> tuple[str, str]:
-  model, flags = platform.processor(), ""
-  try:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-  except (OSError, subprocess.CalledProcessError):
-    return model, flags
-  for line in out.splitlines():
-    key, _, value = line.partition(":")
-    if key.strip() == "Model name":
-      model = value.strip()
-    if key.strip() == "Flags":
-      flags = " ".join(f for f in value.split() if f.startswith(("avx", "fma", "amx")))
-  return model, flags
 
 
 def train(setting: dict, workdir: pathlib.Path, config: str, steps: int, seed: int) -> dict:
@@ -136,7 +120,7 @@ def main(argv=None) -> int:
     rows.append(dict(setting, **out, arrays=arrays, digest=digest(arrays)))
     print(f"    {out['seconds']:.0f} s, parameters {rows[-1]['digest']}", flush=True)
   ref = rows[0]
-  model, flags = lscpu()
+  model, flags = reproducibility.cpu_description()
   command = "python experiments/cross_isa_identity.py " + shlex.join(argv if argv is not None else sys.argv[1:])
   lines = [
       "# Bit identity of a mini training run across CPU settings",

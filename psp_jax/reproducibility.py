@@ -56,6 +56,29 @@ def describe(portable: bool) -> str:
           f"OPENCV_CPU_DISABLE={OPENCV_DISABLE}` (psp_jax/reproducibility.py)")
 
 
+def env_command(command: tuple[str, ...], env: Mapping[str, str]) -> tuple[str, ...]:
+  """`command` as one self-contained line: prefixed by `env K=V ...` when `env` sets anything."""
+  return ("env", *[f"{k}={v}" for k, v in env.items()], *command) if env else tuple(command)
+
+
+def cpu_description() -> tuple[str, str]:
+  """(CPU model name, its vector flags 'fma avx avx2 avx512f ...') from /proc/cpuinfo: the CPU
+  kind that numerics and speed ratios depend on."""
+  model, flags = "unknown CPU", []
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      for line in f:
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and model == "unknown CPU":
+          model = value.strip()
+        elif key.strip() == "flags":
+          flags = value.split()
+          break
+  except OSError:
+    pass
+  return model, " ".join(f for f in flags if f.startswith(("avx", "fma", "amx")))
+
+
 def current() -> dict[str, str]:
   """The variables of the setting as this process sees them (recorded in result JSON)."""
   return {k: os.environ.get(k, "") for k in ("XLA_FLAGS", "PJRT_NPROC", "OPENCV_CPU_DISABLE")}

@@ -103,8 +103,7 @@ class Plan:
 
   def shell(self, command: tuple[str, ...]) -> tuple[str, ...]:
     """`command` as one self-contained line: prefixed by `env K=V ...` under the setting."""
-    env = self.environment
-    return ("env", *[f"{k}={v}" for k, v in env.items()], *command) if env else command
+    return reproducibility.env_command(command, self.environment)
 
   def evaluations_of(self, run: TrainRun) -> list[Evaluation]:
     return [e for e in self.evaluations if e.run is run]

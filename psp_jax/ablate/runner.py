@@ -26,6 +26,7 @@ import sys
 import time
 from typing import Callable, TextIO
 
+from psp_jax import reproducibility
 from psp_jax.ablate.plan import Evaluation, Plan
 
 
@@ -33,9 +34,8 @@ def execute(command: tuple[str, ...], log: pathlib.Path, env: dict[str, str] | N
   """Run `command` with its stdout and stderr appended to `log`; return the exit status.
   env: variables set on top of this process's environment (logged with the command)."""
   log.parent.mkdir(parents=True, exist_ok=True)
-  shown = ("env", *[f"{k}={v}" for k, v in env.items()], *command) if env else command
   with open(log, "ab") as f:
-    f.write(f"\n$ {shlex.join(shown)}\n# started {datetime.datetime.now():%Y-%m-%d %H:%M:%S}\n".encode())
+    f.write(f"\n$ {shlex.join(reproducibility.env_command(command, env or {}))}\n# started {datetime.datetime.now():%Y-%m-%d %H:%M:%S}\n".encode())
     f.flush()
     return subprocess.run(command, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                           env={**os.environ, **env} if env else None, check=False).returncode

@@ -2,10 +2,12 @@
 
 A table file lists them (psp_jax/ablate/table.py):
 
-  claims=[dict(better="ppm", than="fcn", metric="lookalike_mIoU"), ...],
+  claims=[dict(better="ppm", than="fcn", metric="lookalike_mIoU"),
+          dict(better="refined", than="refined", metric="IoU", than_metric="IoU_input"), ...],
   lower_is_better=["twin_rate"],     # metrics where smaller wins (default: larger wins)
 
-For each claim, over the seeds both rows have: d_s = (A_s - B_s), sign-flipped for a
+For each claim, over the seeds both rows have: d_s = (A_s - B_s) (A's `metric`, B's
+`than_metric`, which defaults to the same metric), sign-flipped for a
 lower-is-better metric so that d > 0 always means "A is better"; the mean of d, its 95%
 Student-t interval (n - 1 degrees of freedom), and a verdict:
   holds         the whole interval is above 0
@@ -42,6 +44,7 @@ class ClaimResult:
   better: str
   than: str
   metric: str
+  than_metric: str       # B's metric (== metric unless the claim compares two metrics)
   n: int                 # paired seeds
   mean: float            # mean paired difference, > 0: `better` is better
   low: float             # 95% interval
@@ -74,7 +77,9 @@ def evaluate_claims(table, results) -> list[ClaimResult]:
     if claim["better"] not in by_row or claim["than"] not in by_row:
       continue  # a row not at this scale or not selected
     a = by_row[claim["better"]].cells[claim["metric"]].values
-    b = by_row[claim["than"]].cells[claim["metric"]].values
+    than_metric = claim.get("than_metric", claim["metric"])
+    b = by_row[claim["than"]].cells[than_metric].values
     n, mean, low, high, verdict = paired_test(a, b, claim["metric"] in table.lower_is_better)
-    out.append(ClaimResult(claim["better"], claim["than"], claim["metric"], n, mean, low, high, verdict))
+    out.append(ClaimResult(claim["better"], claim["than"], claim["metric"], than_metric, n, mean,
+                           low, high, verdict))
   return out

@@ -113,7 +113,10 @@ def claims_markdown(table: Table, results: list[RowResult]) -> list[str]:
            "|---|---|---:|---:|---|---|"]
   for c in found:
     interval = f"[{_num(c.low)}, {_num(c.high)}]" if c.n > 1 else "–"
-    lines.append(f"| `{c.better}` better than `{c.than}` | {table.label(c.metric)} | {c.n} | "
+    metric = table.label(c.metric)
+    if c.than_metric != c.metric:
+      metric = f"{metric} vs {table.label(c.than_metric)}"
+    lines.append(f"| `{c.better}` better than `{c.than}` | {metric} | {c.n} | "
                  f"{_num(c.mean)} | {interval} | **{c.verdict}** |")
   return lines
 

@@ -24,7 +24,10 @@ A table file is a Python module with one dict, `TABLE`:
       claims=[dict(better="b1236_avg", than="fcn", metric="mIoU")],  # optional: orderings the
                                                        #   report tests by the paired difference
                                                        #   over seeds (psp_jax/ablate/claims.py);
-                                                       #   or one list per scale
+                                                       #   or one list per scale; than_metric=M2
+                                                       #   compares `better`'s metric with `than`'s
+                                                       #   M2 (e.g. a refined IoU with the same
+                                                       #   row's input IoU: than=better)
       lower_is_better=["twin_rate"],                   # optional: metrics where smaller wins
       costs=True,                                      # optional: a cost section (parameters,
                                                        #   GFLOPs, train images/s, eval and CRF
@@ -73,6 +76,7 @@ _TABLE_KEYS = {"title", "notes", "base", "train", "eval", "seeds", "metrics", "m
                "checkpoint", "split", "paper_source", "rows", "claims", "lower_is_better",
                "costs"}
 _CLAIM_KEYS = {"better", "than", "metric"}
+_CLAIM_OPTIONAL = {"than_metric"}
 _ROW_KEYS = {"name", "label", "train", "eval", "at", "scales", "paper", "blocked", "base", "recompute_bn"}
 
 
@@ -297,19 +301,29 @@ def parse_table(raw: Mapping[str, Any], path: str | pathlib.Path, scale: str) ->
     raw_claims = _per_scale(path, "'claims'", raw_claims, required=False).get(scale) or ()
   at_scale = {r.name for r in rows}
   for i, claim in enumerate(raw_claims):
-    if not isinstance(claim, Mapping) or set(claim) != _CLAIM_KEYS:
-      _fail(path, f"claims[{i}]", f"must be dict(better=ROW, than=ROW, metric=METRIC), got {claim!r}")
+    if not isinstance(claim, Mapping) or not _CLAIM_KEYS <= set(claim) <= _CLAIM_KEYS | _CLAIM_OPTIONAL:
+      _fail(path, f"claims[{i}]", "must be dict(better=ROW, than=ROW, metric=METRIC[, than_metric="
+            f"METRIC]), got {claim!r}")
+    claim = {"than_metric": claim["metric"], **claim}
+    if claim["better"] == claim["than"] and claim["than_metric"] == claim["metric"]:
+      _fail(path, f"claims[{i}]", f"compares row {claim['better']!r} with itself on one metric; "
+            "give than_metric= to compare two of its metrics")
     for key in ("better", "than"):
       if claim[key] not in seen:
         _fail(path, f"claims[{i}]", f"{key}={claim[key]!r} is not a row of the table")
       if per_scale and claim[key] not in at_scale:
         _fail(path, f"claims[{scale!r}][{i}]",
               f"{key}={claim[key]!r} is not a row of the table at scale {scale!r}")
+    pair = {claim["metric"], claim["than_metric"]}
     if not {claim["better"], claim["than"]} <= at_scale or (
-        not per_scale and claim["metric"] in all_metrics - set(metrics)):
+        not per_scale and pair & (all_metrics - set(metrics))):
       continue  # a claim of the other scale
-    if claim["metric"] not in metrics:
-      _fail(path, f"claims[{i}]", f"metric {claim['metric']!r} is not one of {list(metrics)}")
+    for key in ("metric", "than_metric"):
+      if claim[key] not in metrics:
+        _fail(path, f"claims[{i}]", f"{key} {claim[key]!r} is not one of {list(metrics)}")
+    if (claim["metric"] in lower) != (claim["than_metric"] in lower):
+      _fail(path, f"claims[{i}]", f"metric {claim['metric']!r} and than_metric "
+            f"{claim['than_metric']!r} must both be, or both not be, in lower_is_better")
     claims.append(dict(claim))
   costs = raw.get("costs", False)
   if not isinstance(costs, bool):

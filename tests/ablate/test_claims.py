@@ -64,3 +64,39 @@ def test_claim_mistakes_name_the_file_and_the_claim(tmp_path, old, new, needle):
   assert old in TABLE
   with pytest.raises(TableError, match=needle.replace("[", r"\[").replace("]", r"\]")):
     load_table(write_table(tmp_path, TABLE.replace(old, new)), "mini")
+
+
+def test_a_claim_may_compare_two_metrics_of_one_row(tmp_path):
+  """than_metric: `better`'s metric against `than`'s other metric, e.g. a refined IoU against
+  the same row's input IoU ("refinement beats its input")."""
+  text = TABLE.replace('lower_is_better=["aAcc"],\n', '').replace(
+      'dict(better="psp", than="fcn", metric="aAcc")',
+      'dict(better="psp", than="psp", metric="aAcc", than_metric="mIoU")')
+  assert "than_metric" in text and "lower_is_better" not in text
+  plan = plan_lib.make_plan(load_table(write_table(tmp_path, text), "mini"), tmp_path / "w")
+  runner.Runner(plan, execute_fn=FakePspJax(), out=io.StringIO()).run()
+  results = collect.collect(plan)
+  found = claims.evaluate_claims(plan.table, results)
+  # psp: aAcc 80 + 2 s, mIoU 60 + s -> d = 20 + s over seeds 0-2: mean 21, sd 1
+  half = 4.303 / math.sqrt(3)
+  assert [(c.metric, c.than_metric, c.n, c.verdict) for c in found] == [
+      ("mIoU", "mIoU", 3, "holds"), ("aAcc", "mIoU", 3, "holds")]
+  assert (found[1].mean, found[1].low, found[1].high) == pytest.approx((21.0, 21 - half, 21 + half))
+  md = report.markdown(plan, results, "psp-jax ablate ...")
+  assert "| `psp` better than `psp` | aAcc vs mIoU | 3 | 21.00 |" in md
+  assert "| `psp` better than `fcn` | mIoU | 3 | 10.00 |" in md
+
+
+@pytest.mark.parametrize("claim,needle", [
+    ('dict(better="psp", than="psp", metric="mIoU")', "claims[0]: compares row 'psp' with itself"),
+    ('dict(better="psp", than="psp", metric="mIoU", than_metric="IoU")',
+     "claims[0]: than_metric 'IoU' is not one of"),
+    ('dict(better="psp", than="psp", metric="mIoU", than_metric="aAcc")',
+     "claims[0]: metric 'mIoU' and than_metric 'aAcc' must both be, or both not be, in lower_is_better"),
+    ('dict(better="psp", than="psp", metric="mIoU", versus="aAcc")', "claims[0]: must be dict"),
+])
+def test_two_metric_claim_mistakes_are_named(tmp_path, claim, needle):
+  text = TABLE.replace('dict(better="psp", than="fcn", metric="mIoU"),', claim + ",")
+  assert claim in text
+  with pytest.raises(TableError, match=needle.replace("[", r"\[").replace("]", r"\]")):
+    load_table(write_table(tmp_path, text), "mini")

@@ -5,6 +5,18 @@
 
 `train_step` simulates 8 CPU devices (XLA_FLAGS is set before jax is imported) when fewer
 exist. Each measurement compiles once, warms up, then reports the median of --repeats runs.
+
+  python experiments/benchmark_core.py forward --torch      # vs PyTorch, interleaved pairs
+  python experiments/benchmark_core.py train_step --torch   # one SGD step, batch 2x233x233
+
+--torch: the same network in PyTorch (tests/torch_reference/semseg_pspnet.py, random weights and
+BN statistics, converted to ours with `psp-jax convert --model pspnet`, so both run the same
+numbers), timed against ours in --pairs interleaved pairs (ours, then torch), one device and
+--threads torch threads; reported: the median over pairs of torch time / our time (> 1: ours
+is faster) and its range. The train step is forward + backward + SGD update (momentum 0.9,
+weight decay 1e-4, head and PPM at 10x) of the main + 0.4 x aux cross-entropy in both.
+The CPU's vector flags are printed: ratios move with the CPU kind (cap both sides to AVX2 with
+XLA_FLAGS=--xla_cpu_max_isa=AVX2 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2).
 """
 from __future__ import annotations
 
@@ -34,7 +46,12 @@ def main() -> None:
   parser.add_argument("--devices", type=int, default=8, help="devices for train_step")
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+  parser.add_argument("--torch", action="store_true", help="interleave with the PyTorch network")
+  parser.add_argument("--pairs", type=int, default=6, help="interleaved pairs with --torch")
+  parser.add_argument("--threads", type=int, default=2, help="torch threads with --torch")
   args = parser.parse_args()
+  if args.torch:
+    return against_torch(args)
   if args.what == "train_step":
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                                f" --xla_force_host_platform_device_count={args.devices}")
@@ -88,6 +105,126 @@ def main() -> None:
   print(f"  first call (compile + run): {compile_s:.2f} s")
   print(f"  median of {args.repeats}: {med:.3f} s   (all: {', '.join(f'{x:.3f}' for x in times)})")
   sys.stdout.flush()
+
+
+def _torch_train_step(net, classes: int):
+  """One SGD step of the PyTorch network: main + 0.4 x aux cross-entropy (ignore 255)."""
+  import torch  # pylint: disable=import-outside-toplevel
+  import torch.nn.functional as F  # pylint: disable=import-outside-toplevel
+  head = [p for n, p in net.named_parameters() if n.startswith(("ppm", "cls", "aux"))]
+  body = [p for n, p in net.named_parameters() if not n.startswith(("ppm", "cls", "aux"))]
+  opt = torch.optim.SGD([{"params": body, "lr": 0.01}, {"params": head, "lr": 0.1}],
+                        lr=0.01, momentum=0.9, weight_decay=1e-4)
+
+  def step(x, y):
+    net.train()
+    size = x.shape[2:]
+    f = net.layer3(net.layer2(net.layer1(net.layer0(x))))
+    main = F.interpolate(net.cls(net.ppm(net.layer4(f))), size, mode="bilinear", align_corners=True)
+    aux = F.interpolate(net.aux(f), size, mode="bilinear", align_corners=True)
+    loss = F.cross_entropy(main, y, ignore_index=255) + 0.4 * F.cross_entropy(aux, y, ignore_index=255)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return float(loss)
+  del classes
+  return step
+
+
+def against_torch(args) -> None:
+  """Ours vs the PyTorch network, interleaved pairs (see the module docstring)."""
+  import pathlib  # pylint: disable=import-outside-toplevel
+  import tempfile  # pylint: disable=import-outside-toplevel
+  root = pathlib.Path(__file__).resolve().parents[1]
+  sys.path[:0] = [str(root), str(root / "tests")]
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  import ml_collections  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  import torch  # pylint: disable=import-outside-toplevel
+  from torch_reference.common import randomize_  # pylint: disable=import-outside-toplevel
+  from torch_reference.semseg_pspnet import SemsegPSPNet  # pylint: disable=import-outside-toplevel
+  from torch_reference.testing import save_state_dict  # pylint: disable=import-outside-toplevel
+
+  from psp_jax import checkpoint  # pylint: disable=import-outside-toplevel
+  from psp_jax.convert import convert_main  # pylint: disable=import-outside-toplevel
+  from psp_jax.parallel import make_mesh  # pylint: disable=import-outside-toplevel
+  from psp_jax.reproducibility import cpu_description  # pylint: disable=import-outside-toplevel
+  from psp_jax.train.optim import make_optimizer  # pylint: disable=import-outside-toplevel
+  from psp_jax.train.state import create_train_state  # pylint: disable=import-outside-toplevel
+  from psp_jax.train.step import make_train_step  # pylint: disable=import-outside-toplevel
+
+  torch.set_num_threads(args.threads)
+  forward = args.what == "forward"
+  size = args.size or (473 if forward else 233)
+  batch = args.batch or (1 if forward else 2)
+  net = randomize_(SemsegPSPNet(classes=args.classes, depth=args.depth), seed=1).eval()
+  with tempfile.TemporaryDirectory() as tmp:
+    pth = pathlib.Path(tmp) / "pspnet.pth"
+    save_state_dict(net, pth)
+    out = str(pathlib.Path(tmp) / "ckpt")
+    if convert_main(["--torch", str(pth), "--model", "pspnet", "--num-classes", str(args.classes),
+                     "--layers", str(args.depth), "--out", out]) != 0:
+      raise SystemExit("conversion of the PyTorch network failed")
+    model, variables = checkpoint.load(out)
+  rng = np.random.default_rng(0)
+  images = rng.normal(size=(batch, size, size, 3)).astype(np.float32)
+  xt = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+  if forward:
+    fwd = jax.jit(lambda v, x: model.apply(v, x, train=False))
+    xj = jnp.asarray(images)
+    ours_fn = lambda: fwd(variables, xj).block_until_ready()  # noqa: E731
+
+    def torch_fn():
+      with torch.no_grad():
+        net(xt)
+    what = f"eval forward {batch}x{size}x{size}"
+  else:
+    labels = rng.integers(0, args.classes, size=(batch, size, size)).astype(np.int32)
+    mesh = make_mesh(1)
+    cfg = ml_collections.ConfigDict(dict(name="sgd", base_lr=0.01, momentum=0.9, weight_decay=1e-4,
+                                         schedule="poly", lr_multipliers={"ppm": 10.0, "head": 10.0,
+                                                                          "aux_head": 10.0}))
+    opt = make_optimizer(cfg, variables["params"], 1000)
+    state = [create_train_state(variables, opt.tx, jax.random.key(1), mesh)]
+    step = make_train_step(model, opt, mesh, num_classes=args.classes)
+
+    def ours_fn():
+      state[0], metrics = step(state[0], images, labels)
+      jax.block_until_ready(metrics)
+    tstep = _torch_train_step(net, args.classes)
+    yt = torch.from_numpy(labels.astype(np.int64))
+    torch_fn = lambda: tstep(xt, yt)  # noqa: E731
+    what = f"train step (forward, backward, SGD update) {batch}x{size}x{size}, one device"
+  ours_fn()  # compile and warm up
+  torch_fn()
+  if forward:  # the same numbers on both sides
+    with torch.no_grad():
+      ref = net(xt).numpy().transpose(0, 2, 3, 1)
+    got = np.asarray(fwd(variables, xj))
+    err = float(np.abs(got - ref).max() / np.abs(ref).max())
+    print(f"largest difference of the logits, relative to their largest value: {err:.1e}")
+    if err > 1e-3:
+      raise SystemExit(f"ours and torch disagree (relative error {err:.1e})")
+  ours, theirs = [], []
+  for k in range(args.pairs):
+    t = time.perf_counter()
+    ours_fn()
+    ours.append(time.perf_counter() - t)
+    t = time.perf_counter()
+    torch_fn()
+    theirs.append(time.perf_counter() - t)
+    print(f"pair {k}: ours {ours[-1]:.3f} s, torch {theirs[-1]:.3f} s", flush=True)
+  ratios = [b / a for a, b in zip(ours, theirs)]
+  cpu, flags = cpu_description()
+  print(f"PSPNet-{args.depth} ({args.classes} classes), {what}; CPU {cpu} ({os.cpu_count()} cores; "
+        f"{flags}); XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r} "
+        f"ATEN_CPU_CAPABILITY={os.environ.get('ATEN_CPU_CAPABILITY', '')!r} "
+        f"ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', '')!r}; torch {torch.__version__} "
+        f"({args.threads} threads), jax {jax.__version__}")
+  print(f"  ours median {statistics.median(ours):.3f} s, torch median {statistics.median(theirs):.3f} s; "
+        f"torch/ours, median of {args.pairs} interleaved pairs: {statistics.median(ratios):.2f} "
+        f"(range {min(ratios):.2f}-{max(ratios):.2f}; > 1: ours faster)")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,13 @@ timed as one jitted `lax.conv_general_dilated` (NHWC, as our layers call it) and
 `torch.nn.functional.conv2d` (NCHW, as the PyTorch originals run), in pairs: ours, then torch,
 --pairs times, each side the median of --inner calls. Reported per shape: GFLOP per call,
 ms and GFLOP/s for both, the median over pairs of the pairwise ratio torch/ours (> 1: ours is
-faster), and the share of our total convolution time (count x ms). The header names the CPU
+faster), and the share of our total convolution time (count x ms). --rewrites also times, in the
+same pairs, the same convolution written other ways (each checked against the plain one):
+`split<k>` (the input channels in k chunks, k convolutions summed: XLA's CPU convolution speed
+depends on the shape it is given) for >= 1024 input channels, `s2b` (a dilated convolution as
+undilated ones on the d x d phases of its input, space-to-batch) and `dot` (a 1x1 convolution as
+one matrix product, strided ones sliced first); reported as ours / rewrite (> 1: the rewrite is
+faster) for the best one. The header names the CPU
 (its vector flags), the thread counts and the library versions: ratios move with the CPU kind.
 Cap both sides to AVX2 on an AVX-512 machine with
   XLA_FLAGS=--xla_cpu_max_isa=AVX2 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 python ...
@@ -97,8 +103,51 @@ def gflop(nhwc) -> float:
   return 2.0 * n * ho * wo * o * kh * kw * i / 1e9
 
 
-def timers(nhwc, inner: int):
-  """(ours(), torch_()) each returning the median seconds of `inner` calls."""
+def space_to_batch_conv(x, k, padding, d: int):
+  """A stride-1 convolution of dilation d as d*d undilated ones on the input's phases (output
+  row q*d + r reads padded rows (q + j)*d + r: phase r, rows q..q+kh-1), interleaved back."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  n, h, w, c = x.shape
+  kh, kw, _, o = k.shape
+  ho, wo = h + sum(padding[0]) - d * (kh - 1), w + sum(padding[1]) - d * (kw - 1)
+  hp, wp = -(-(h + sum(padding[0])) // d) * d, -(-(w + sum(padding[1])) // d) * d
+  x = jnp.pad(x, ((0, 0), (padding[0][0], hp - h - padding[0][0]),
+                  (padding[1][0], wp - w - padding[1][0]), (0, 0)))
+  x = x.reshape(n, hp // d, d, wp // d, d, c).transpose(2, 4, 0, 1, 3, 5)
+  y = jax.lax.conv_general_dilated(x.reshape(d * d * n, hp // d, wp // d, c), k, (1, 1), "VALID",
+                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  qh, qw = y.shape[1], y.shape[2]
+  y = y.reshape(d, d, n, qh, qw, o).transpose(2, 3, 0, 4, 1, 5).reshape(n, qh * d, qw * d, o)
+  return y[:, :ho, :wo]
+
+
+def rewrites(nhwc) -> dict:
+  """{name: jitted fn(x, k)} computing the same convolution as `nhwc` another way."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  (_, _, _, c), (kh, kw, i, o), strides, padding, _, dil, groups = nhwc
+  out = {}
+  if groups != 1:
+    return out
+  conv = lambda a, b: jax.lax.conv_general_dilated(  # noqa: E731
+      a, b, strides, padding, rhs_dilation=dil, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  for k in (2, 4, 8):
+    if c >= 1024 and c % k == 0:
+      step = c // k
+      out[f"split{k}"] = jax.jit(lambda a, b, step=step, k=k: sum(
+          conv(a[..., j * step:(j + 1) * step], b[:, :, j * step:(j + 1) * step]) for j in range(k)))
+  d = dil[0]
+  if d > 1 and dil == (d, d) and strides == (1, 1):
+    out["s2b"] = jax.jit(lambda a, b: space_to_batch_conv(a, b, padding, d))
+  if (kh, kw) == (1, 1) and all(p == (0, 0) for p in padding):
+    sh, sw = strides
+    out["dot"] = jax.jit(lambda a, b: jnp.einsum("nhwc,co->nhwo", a[:, ::sh, ::sw], b[0, 0]))
+  return out
+
+
+def timers(nhwc, inner: int, with_rewrites: bool = False):
+  """(ours(), torch_(), {rewrite: fn()}) each returning the median seconds of `inner` calls."""
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   import torch  # pylint: disable=import-outside-toplevel
@@ -146,7 +195,23 @@ def timers(nhwc, inner: int):
         ts.append(time.perf_counter() - t)
     return statistics.median(ts)
 
-  return time_ours, time_torch
+  def timed(fn):
+    def run():
+      ts = []
+      for _ in range(inner):
+        t = time.perf_counter()
+        fn(xj, kj).block_until_ready()
+        ts.append(time.perf_counter() - t)
+      return statistics.median(ts)
+    return run
+
+  variants = {}
+  for name, fn in (rewrites(nhwc) if with_rewrites else {}).items():
+    got = np.asarray(fn(xj, kj))
+    if got.shape != ours.shape or not np.allclose(got, ours, rtol=1e-3, atol=1e-4 * np.abs(ours).max()):
+      raise AssertionError(f"{nhwc}: rewrite {name} disagrees with the plain convolution")
+    variants[name] = timed(fn)
+  return time_ours, time_torch, variants
 
 
 def cpu_header() -> str:
@@ -176,6 +241,8 @@ def main(argv=None) -> int:
   p.add_argument("--pairs", type=int, default=5, help="interleaved (ours, torch) pairs per shape")
   p.add_argument("--inner", type=int, default=3, help="calls per side per pair (median)")
   p.add_argument("--limit", type=int, default=0, help="only the N most expensive shapes (0: all)")
+  p.add_argument("--rewrites", action="store_true",
+                 help="also time each shape's rewrites (split<k>, s2b, dot) in the same pairs")
   p.add_argument("--output", default=None, help="Markdown report (default: print only)")
   args = p.parse_args(argv)
   import jax  # pylint: disable=import-outside-toplevel
@@ -190,16 +257,24 @@ def main(argv=None) -> int:
     todo = todo[:args.limit]
   rows = []
   for j, nhwc in enumerate(todo):
-    ours, theirs = timers(nhwc, args.inner)
-    pairs = [(ours(), theirs()) for _ in range(args.pairs)]
-    o = statistics.median(a for a, _ in pairs)
-    t = statistics.median(b for _, b in pairs)
-    ratio = statistics.median(b / a for a, b in pairs)
-    rows.append((nhwc, shapes[nhwc], o, t, ratio))
+    ours, theirs, variants = timers(nhwc, args.inner, args.rewrites)
+    pairs = []
+    for _ in range(args.pairs):
+      a, b = ours(), theirs()
+      pairs.append((a, b, {name: fn() for name, fn in variants.items()}))
+    o = statistics.median(a for a, _, _ in pairs)
+    t = statistics.median(b for _, b, _ in pairs)
+    ratio = statistics.median(b / a for a, b, _ in pairs)
+    gains = {name: statistics.median(a / v[name] for a, _, v in pairs) for name in variants}
+    best = max(gains.items(), key=lambda kv: kv[1]) if gains else None
+    rows.append((nhwc, shapes[nhwc], o, t, ratio, best))
+    extra = f", best rewrite {best[0]} ours/rewrite {best[1]:.2f}" if best else ""
     print(f"[{j + 1}/{len(todo)}] {describe(nhwc)} x{shapes[nhwc]}: ours {1e3 * o:.2f} ms, "
-          f"torch {1e3 * t:.2f} ms, torch/ours {ratio:.2f}", flush=True)
-  total_ours = sum(c * o for _, c, o, _, _ in rows)
-  total_torch = sum(c * t for _, c, _, t, _ in rows)
+          f"torch {1e3 * t:.2f} ms, torch/ours {ratio:.2f}{extra}", flush=True)
+  total_ours = sum(c * o for _, c, o, _, _, _ in rows)
+  total_torch = sum(c * t for _, c, _, t, _, _ in rows)
+  # with each shape's best rewrite where it is faster (a shape-by-shape choice)
+  total_best = sum(c * (o / best[1] if best and best[1] > 1 else o) for _, c, o, _, _, best in rows)
   command = "python experiments/benchmark_layers.py " + shlex.join(argv if argv is not None else sys.argv[1:])
   h, w = size
   lines = [f"# Convolutions of {args.model} at {w}x{h}: ours (XLA) vs PyTorch, interleaved", "",
@@ -210,15 +285,20 @@ def main(argv=None) -> int:
            f"ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', '')!r}.",
            f"Each shape: {args.pairs} pairs (ours, then torch), each side the median of {args.inner} "
            "calls; ratio = median over pairs of torch/ours (> 1: ours faster).", "",
-           "| convolution | count | GFLOP | ours ms | torch ms | ours GFLOP/s | torch GFLOP/s | torch/ours | share of our time |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-  for nhwc, count, o, t, ratio in rows:
+           "| convolution | count | GFLOP | ours ms | torch ms | ours GFLOP/s | torch GFLOP/s | torch/ours | share of our time | best rewrite (ours/rewrite) |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+  for nhwc, count, o, t, ratio, best in rows:
     g = gflop(nhwc)
+    rewrite = f"{best[0]} ({best[1]:.2f})" if best else "–"
     lines.append(f"| {describe(nhwc)} | {count} | {g:.3f} | {1e3 * o:.2f} | {1e3 * t:.2f} | "
-                 f"{g / o:.0f} | {g / t:.0f} | {ratio:.2f} | {100 * count * o / total_ours:.1f}% |")
+                 f"{g / o:.0f} | {g / t:.0f} | {ratio:.2f} | {100 * count * o / total_ours:.1f}% | "
+                 f"{rewrite} |")
   lines += ["", f"All convolutions (count x median): ours {total_ours:.3f} s, torch {total_torch:.3f} s, "
                 f"torch/ours {total_torch / total_ours:.2f}; "
                 f"{sum(gflop(s) * c for s, c, *_ in rows):.1f} GFLOP."]
+  if args.rewrites:
+    lines += [f"With each shape's best rewrite where it is faster: ours {total_best:.3f} s, "
+              f"torch/ours {total_torch / total_best:.2f} (convolutions only; '–': no rewrite applies)."]
   text = "\n".join(lines) + "\n"
   print(text)
   if args.output:

@@ -13,6 +13,10 @@ resident memory (ru_maxrss) is that run's alone; it reports the checkpoint load,
 refine (compilation included: what one `psp-jax refine` call pays) and the following ones
 (warm), and how many local-step windows ran (random weights decide which are skipped).
 
+--official DIR --pairs N: also run both in one process (warm) in N interleaved pairs and
+report the median over pairs of official time / our time, as experiments/benchmark_layers.py
+does per convolution (> 1: ours is faster).
+
 --official DIR: also time the authors' code (the segmentation-refinement package, e.g. its
 wheel unpacked into DIR; torch needed, torchvision not) in a fresh subprocess with the SAME
 weights (the checkpoint is then made by converting that package's freshly initialised model),
@@ -63,8 +67,8 @@ def _maxrss_gb() -> float:
 
 # ----------------------------------------------------------------------------- workers
 
-def worker_jax(args) -> dict:
-  import numpy as np
+def _jax_refine(args):
+  """(load seconds, refine() -> RefineResult) of psp_jax's Refiner on the benchmark's input."""
   if args.compile_cache:  # as the psp-jax commands do (psp_jax.compile_cache)
     from psp_jax import compile_cache
     compile_cache.enable({compile_cache.ENV: args.compile_cache})
@@ -75,15 +79,22 @@ def worker_jax(args) -> dict:
   refiner = Refiner(args.checkpoint, dtype=args.dtype, bucket=bucket)
   load_s = time.perf_counter() - t0
   image, mask = _load_inputs(args.image, args.mask, args.size)
+  return load_s, lambda: refiner.refine_result(image, mask, fast=args.mode == "fast", L=args.L)
+
+
+def worker_jax(args) -> dict:
+  import numpy as np
+  load_s, refine = _jax_refine(args)
   times, res = [], None
   for _ in range(args.repeats):
     t = time.perf_counter()
-    res = refiner.refine_result(image, mask, fast=args.mode == "fast", L=args.L)
+    res = refine()
     times.append(time.perf_counter() - t)
   if args.save_prob:
     np.save(args.save_prob, res.probability)
   info = res.info
-  return {"impl": "psp_jax", "size": f"{image.shape[1]}x{image.shape[0]}", "mode": args.mode,
+  h, w = res.probability.shape[:2]
+  return {"impl": "psp_jax", "size": f"{w}x{h}", "mode": args.mode,
           "L": args.L, "load_s": load_s, "first_s": times[0], "warm_s": times[1:],
           "windows_run": info.windows_run, "windows_total": info.windows_total,
           "global_canvas": info.global_canvas, "window_canvas": info.window_canvas,
@@ -105,7 +116,8 @@ def _official_modules(path: str):
   return eval_helper, pspnet
 
 
-def worker_official(args) -> dict:
+def _official_refine(args):
+  """(load seconds, refine() -> (1, 1, H, W) probabilities) of the authors' code."""
   import numpy as np
   import torch
   torch.set_num_threads(args.threads)
@@ -119,23 +131,57 @@ def worker_official(args) -> dict:
   image, mask = _load_inputs(args.image, args.mask, args.size)
   from psp_jax.constants import IMAGENET_MEAN, IMAGENET_STD
   mean, std = np.array(IMAGENET_MEAN), np.array(IMAGENET_STD)
-  times, out = [], None
-  for _ in range(args.repeats):
-    t = time.perf_counter()
+
+  def refine():
     # the package's Refiner.refine: ToTensor + Normalize, mask > 127 to +-1
     im = torch.from_numpy(((image / 255.0 - mean) / std).astype(np.float32).transpose(2, 0, 1))[None]
     seg = torch.from_numpy(((mask > 127).astype(np.float32) - 0.5) / 0.5)[None, None]
     with torch.no_grad():
       if args.mode == "fast":
-        out = eval_helper.process_im_single_pass(net, im, seg, args.L)
-      else:
-        out = eval_helper.process_high_res_im(net, im, seg, args.L)
+        return eval_helper.process_im_single_pass(net, im, seg, args.L)
+      return eval_helper.process_high_res_im(net, im, seg, args.L)
+  return load_s, refine
+
+
+def worker_official(args) -> dict:
+  import numpy as np
+  load_s, refine = _official_refine(args)
+  times, out = [], None
+  for _ in range(args.repeats):
+    t = time.perf_counter()
+    out = refine()
     times.append(time.perf_counter() - t)
   if args.save_prob:
     np.save(args.save_prob, out[0, 0].numpy())
-  return {"impl": "official", "size": f"{image.shape[1]}x{image.shape[0]}", "mode": args.mode,
+  h, w = out.shape[2:]
+  return {"impl": "official", "size": f"{w}x{h}", "mode": args.mode,
           "L": args.L, "load_s": load_s, "first_s": times[0], "warm_s": times[1:],
           "maxrss_gb": _maxrss_gb()}
+
+
+def worker_pair(args) -> dict:
+  """Both implementations in one process, warm, timed in --pairs interleaved pairs (ours, then
+  the official): the median over pairs of official time / our time (> 1: ours is faster)."""
+  import numpy as np
+  _, ours = _jax_refine(args)
+  _, theirs = _official_refine(args)
+  res, out = ours(), theirs()  # compile / warm up
+  prob_jax, prob_official = res.probability, out[0, 0].numpy()
+  pairs = []
+  for _ in range(args.pairs):
+    t = time.perf_counter()
+    ours()
+    a = time.perf_counter() - t
+    t = time.perf_counter()
+    theirs()
+    pairs.append((a, time.perf_counter() - t))
+  ratios = [b / a for a, b in pairs]
+  h, w = prob_jax.shape[:2]
+  return {"impl": "pair", "size": f"{w}x{h}", "mode": args.mode, "L": args.L,
+          "ours_s": [a for a, _ in pairs], "official_s": [b for _, b in pairs],
+          "ratio_median": float(np.median(ratios)), "ratio_min": min(ratios), "ratio_max": max(ratios),
+          "max_abs_dp": float(np.abs(prob_jax - prob_official).max()),
+          "windows_run": res.info.windows_run, "windows_total": res.info.windows_total}
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -214,7 +260,7 @@ def main() -> None:
   parser.add_argument("--sizes", default="native,3840x2160", help="comma list: native or WxH")
   parser.add_argument("--modes", default="fast,full", help="comma list of fast, full")
   parser.add_argument("--L", type=int, default=900)
-  parser.add_argument("--repeats", type=int, default=2, help="refines per subprocess (1st compiles)")
+  parser.add_argument("--repeats", type=int, default=2, help="refines per subprocess (1st compiles); 0: only the --pairs run")
   parser.add_argument("--dtype", default=None, help="psp_jax compute dtype (bfloat16 on GPUs)")
   parser.add_argument("--bucket", default=None, help="psp_jax bucket (default: the Refiner's)")
   parser.add_argument("--official", default=None, help="dir holding segmentation_refinement/")
@@ -225,9 +271,13 @@ def main() -> None:
   parser.add_argument("--compile-cache", default=None,
                       help="psp_jax persistent compilation cache folder (run twice: the second "
                            "run's first refine loads the compiled programs)")
+  parser.add_argument("--pairs", type=int, default=0,
+                      help="with --official: also time both in one process, warm, in N "
+                           "interleaved pairs, and report the median of official/ours")
   parser.add_argument("--out", default=None, help="write the results as JSON here")
   # worker mode (internal)
-  parser.add_argument("--worker", choices=["jax", "official"], default=None, help=argparse.SUPPRESS)
+  parser.add_argument("--worker", choices=["jax", "official", "pair"], default=None,
+                      help=argparse.SUPPRESS)
   parser.add_argument("--checkpoint", help=argparse.SUPPRESS)
   parser.add_argument("--torch-weights", help=argparse.SUPPRESS)
   parser.add_argument("--size", help=argparse.SUPPRESS)
@@ -235,7 +285,7 @@ def main() -> None:
   parser.add_argument("--save-prob", help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.worker:
-    result = worker_jax(args) if args.worker == "jax" else worker_official(args)
+    result = {"jax": worker_jax, "official": worker_official, "pair": worker_pair}[args.worker](args)
     print("RESULT " + json.dumps(result), flush=True)
     return
 
@@ -246,23 +296,30 @@ def main() -> None:
     t = time.perf_counter()
     ckpt, weights = make_checkpoint(tmp, args.official, args.windows)
     print(f"random full-width checkpoint written in {time.perf_counter() - t:.1f} s", flush=True)
-    impls = ["jax"] + (["official"] if args.official else [])
+    impls = (["jax"] + (["official"] if args.official else [])) if args.repeats > 0 else []
+    if args.official and args.pairs:
+      impls.append("pair")
+    if not impls:
+      raise SystemExit("--repeats 0 runs nothing unless --official DIR --pairs N is given")
     for size in args.sizes.split(","):
       for mode in args.modes.split(","):
         probs = {}
         for impl in impls:
-          probs[impl] = tmp / f"{impl}_{size}_{mode}.npy"
+          if impl != "pair":
+            probs[impl] = tmp / f"{impl}_{size}_{mode}.npy"
           cmd = [sys.executable, __file__, "--worker", impl, "--checkpoint", ckpt,
                  "--image", args.image, "--mask", args.mask, "--size", size, "--mode", mode,
                  "--L", str(args.L), "--repeats", str(args.repeats), "--threads", str(args.threads),
-                 "--save-prob", str(probs[impl])]
+                 "--pairs", str(args.pairs)]
+          if impl in probs:
+            cmd += ["--save-prob", str(probs[impl])]
           if args.dtype:
             cmd += ["--dtype", args.dtype]
           if args.bucket:
             cmd += ["--bucket", args.bucket]
           if args.compile_cache and impl == "jax":
             cmd += ["--compile-cache", args.compile_cache]
-          if impl == "official":
+          if impl in ("official", "pair"):
             cmd += ["--official", args.official, "--torch-weights", weights]
           env = dict(os.environ, PYTHONWARNINGS="ignore")
           proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
@@ -272,6 +329,14 @@ def main() -> None:
             continue
           r = json.loads(line[0][len("RESULT "):])
           results.append(r)
+          if impl == "pair":
+            print(f"pairs    {r['size']:>9s} {mode:4s} L={args.L}: ours "
+                  f"{', '.join(f'{x:.2f}' for x in r['ours_s'])} s; official "
+                  f"{', '.join(f'{x:.2f}' for x in r['official_s'])} s; official/ours, median of "
+                  f"{args.pairs} interleaved pairs: {r['ratio_median']:.2f} (range "
+                  f"{r['ratio_min']:.2f}-{r['ratio_max']:.2f}; > 1: ours faster); max |dp| "
+                  f"{r['max_abs_dp']:.1e}", flush=True)
+            continue
           warm = f", warm {min(r['warm_s']):.1f} s" if r["warm_s"] else ""
           win = (f", windows {r['windows_run']}/{r['windows_total']}" if "windows_total" in r
                  and r["windows_total"] else "")

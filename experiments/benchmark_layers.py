@@ -70,6 +70,7 @@ def model_forward(name: str, size: tuple[int, int]):
 def conv_shapes(fn, args) -> collections.Counter:
   """Counter of (lhs shape, rhs shape, strides, padding, lhs/rhs dilation, groups, dimension numbers)."""
   import jax  # pylint: disable=import-outside-toplevel
+  import jax.extend.core  # pylint: disable=import-outside-toplevel
   found: collections.Counter = collections.Counter()
 
   def walk(jaxpr):
@@ -81,7 +82,7 @@ def conv_shapes(fn, args) -> collections.Counter:
                tuple(p["window_strides"]), tuple(tuple(x) for x in p["padding"]),
                tuple(p["lhs_dilation"]), tuple(p["rhs_dilation"]), p["feature_group_count"],
                (dn.lhs_spec, dn.rhs_spec, dn.out_spec))] += 1
-      for sub in jax.core.jaxprs_in_params(eqn.params):
+      for sub in jax.extend.core.jaxprs_in_params(eqn.params):
         walk(sub)
 
   walk(jax.make_jaxpr(fn)(*args).jaxpr)

@@ -1,4 +1,5 @@
-"""Spatial ops with PyTorch's exact semantics: bilinear resize and adaptive pooling.
+"""Spatial ops with PyTorch's exact semantics (bilinear resize, adaptive pooling), and the
+convolution the layers call (`conv_general_dilated`: XLA's, rewritten where a shape runs faster).
 
 `jax.image.resize` implements only the half-pixel ("align_corners=False") convention and
 antialiases when shrinking; PyTorch checkpoints were trained with `F.interpolate(...,
@@ -8,11 +9,50 @@ shape, and a matrix product on every backend.
 """
 from __future__ import annotations
 
+import functools
 import math
+import operator
 from typing import Literal, Sequence
 
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
+
+# The switch for the convolution rewrites (read when a model is traced; JAX caches traces, so
+# set it before the first call): a convolution with a
+# spatial kernel and at least CONV_SPLIT_MIN_CHANNELS input channels runs as convolutions of
+# CONV_SPLIT_CHUNK channels each, summed. XLA's CPU convolution is slower on very deep inputs:
+# PSPNet's 3x3 4096->512 head at 60x60 ran 1.30x faster split in 8 than as one convolution
+# (experiments/benchmark_layers.py --rewrites; experiments/results/speed_vs_pytorch_*.md).
+# The threshold keeps every narrow (mini-scale) model on the plain convolution, bit for bit.
+# Set CONV_SPLIT_MIN_CHANNELS = 0 to turn it off.
+CONV_SPLIT_MIN_CHANNELS = 2048
+CONV_SPLIT_CHUNK = 512
+
+
+def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+                         dimension_numbers=None, feature_group_count=1, batch_group_count=1,
+                         precision=None, preferred_element_type=None):
+  """`lax.conv_general_dilated` (same arguments; flax's nn.Conv takes it as
+  `conv_general_dilated=`), with the input-channel split above where it applies."""
+  conv = functools.partial(lax.conv_general_dilated, window_strides=window_strides,
+                           padding=padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
+                           dimension_numbers=dimension_numbers, precision=precision,
+                           preferred_element_type=preferred_element_type)
+  dn = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+  in_lhs, in_rhs = dn.lhs_spec[1], dn.rhs_spec[1]
+  channels = lhs.shape[in_lhs]
+  spatial = math.prod(rhs.shape[d] for d in dn.rhs_spec[2:])
+  split = (CONV_SPLIT_MIN_CHANNELS and channels >= CONV_SPLIT_MIN_CHANNELS and spatial > 1
+           and channels % CONV_SPLIT_CHUNK == 0 and feature_group_count == 1
+           and batch_group_count == 1)
+  if not split:
+    return conv(lhs, rhs, feature_group_count=feature_group_count,
+                batch_group_count=batch_group_count)
+  parts = [conv(lax.slice_in_dim(lhs, i, i + CONV_SPLIT_CHUNK, axis=in_lhs),
+                lax.slice_in_dim(rhs, i, i + CONV_SPLIT_CHUNK, axis=in_rhs))
+           for i in range(0, channels, CONV_SPLIT_CHUNK)]
+  return functools.reduce(operator.add, parts)
 
 
 def linear_interpolation_matrix(in_size: int, out_size: int, align_corners: bool,

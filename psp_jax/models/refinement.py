@@ -37,6 +37,7 @@ import numpy as np
 
 from psp_jax.constants import IMAGENET_MEAN, IMAGENET_STD
 from psp_jax.models.contract import ModelFamily
+from psp_jax.models import ops
 from psp_jax.models.ops import resize_bilinear
 from psp_jax.models.ppm import PyramidPooling
 from psp_jax.models.resnet import BNConfig, ResNet
@@ -63,7 +64,8 @@ def _make_conv(features: int, kernel: int, in_features: int, name: str, dtype: A
   pad = (kernel - 1) // 2
   return nn.Conv(features, (kernel, kernel), padding=((pad, pad), (pad, pad)), use_bias=True,
                  dtype=dtype, param_dtype=jnp.float32, kernel_init=_torch_kernel_init,
-                 bias_init=_torch_bias_init(in_features * kernel * kernel), name=name)
+                 bias_init=_torch_bias_init(in_features * kernel * kernel),
+                 conv_general_dilated=ops.conv_general_dilated, name=name)
 
 
 def _conv(x: jnp.ndarray, features: int, kernel: int, name: str, dtype: Any) -> jnp.ndarray:

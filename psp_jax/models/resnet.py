@@ -13,6 +13,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from psp_jax.constants import IMAGENET_MEAN, IMAGENET_STD
+from psp_jax.models import ops
 from psp_jax.models.contract import ModelFamily, image_inputs
 from psp_jax.models.normalization import BatchNorm
 from psp_jax.models.pooling import max_pool
@@ -54,7 +55,8 @@ def conv(features: int, kernel: int, *, stride: int = 1, dilation: int = 1, use_
   pad = dilation * (kernel - 1) // 2 if padding is None else padding
   return nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
                  kernel_dilation=(dilation, dilation), use_bias=use_bias, dtype=dtype,
-                 param_dtype=jnp.float32, kernel_init=conv_init, name=name)
+                 param_dtype=jnp.float32, kernel_init=conv_init,
+                 conv_general_dilated=ops.conv_general_dilated, name=name)
 
 
 DILATION_PATTERNS = ("semseg", "cascade", "torchvision")

@@ -4,6 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from psp_jax.models import ops
 from psp_jax.models.ops import adaptive_pool, adaptive_pool_cells, resize_bilinear
 
 
@@ -92,3 +93,73 @@ def test_resize_matches_torch_interpolate(align_corners, size):
 def test_resize_rejects_wrong_rank():
   with pytest.raises(ValueError, match="rank 4"):
     resize_bilinear(jnp.zeros((3, 4, 5)), (2, 2), True)
+
+
+def _conv_count(fn, *args) -> int:
+  import jax
+  return sum(e.primitive.name == "conv_general_dilated" for e in jax.make_jaxpr(fn)(*args).jaxpr.eqns)
+
+
+def test_deep_convolutions_are_split_by_input_channel_and_agree():
+  """ops.conv_general_dilated: a 3x3 convolution of 2048 input channels runs as 4 of 512
+  (summed), with the plain convolution's values and gradients; narrower or 1x1 ones, and all
+  of them with the switch off, are the plain convolution itself (the same bits)."""
+  import jax
+  from jax import lax
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(1, 6, 5, 2048)).astype(np.float32))
+  k = jnp.asarray((rng.normal(size=(3, 3, 2048, 8)) * 0.02).astype(np.float32))
+  args = dict(window_strides=(1, 1), padding=((2, 2), (2, 2)), rhs_dilation=(2, 2),
+              dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  ours = lambda a, b: ops.conv_general_dilated(a, b, **args)  # noqa: E731
+  plain = lambda a, b: lax.conv_general_dilated(a, b, **args)  # noqa: E731
+  assert _conv_count(ours, x, k) == 2048 // ops.CONV_SPLIT_CHUNK == 4
+  np.testing.assert_allclose(ours(x, k), plain(x, k), rtol=1e-5, atol=1e-5)
+  g_ours = jax.grad(lambda a, b: (ours(a, b) ** 2).sum(), argnums=(0, 1))(x, k)
+  g_plain = jax.grad(lambda a, b: (plain(a, b) ** 2).sum(), argnums=(0, 1))(x, k)
+  for a, b in zip(g_ours, g_plain):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(jnp.abs(b).max()))
+  narrow, k_narrow = x[..., :1024], k[:, :, :1024]
+  assert _conv_count(ours, narrow, k_narrow) == 1
+  assert np.array_equal(ours(narrow, k_narrow), plain(narrow, k_narrow))
+  one_by_one = k[1:2, 1:2]
+  assert _conv_count(ours, x, one_by_one) == 1
+
+
+def test_the_split_switch_turns_it_off(monkeypatch):
+  rng = np.random.default_rng(1)
+  x = jnp.asarray(rng.normal(size=(1, 4, 4, 2048)).astype(np.float32))
+  k = jnp.asarray((rng.normal(size=(3, 3, 2048, 4)) * 0.02).astype(np.float32))
+  # the switch is read when a function is traced (JAX caches traces: a new function each time)
+  fn = lambda: lambda a, b: ops.conv_general_dilated(  # noqa: E731
+      a, b, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  assert _conv_count(fn(), x, k) == 4
+  monkeypatch.setattr(ops, "CONV_SPLIT_MIN_CHANNELS", 0)
+  assert _conv_count(fn(), x, k) == 1
+
+
+def test_the_pspnet_head_runs_split(monkeypatch):
+  """PSPNet-50's 3x3 4096->512 head (the largest convolution) takes the split path: the
+  traced forward has 7 more convolutions than plain convolutions would give."""
+  import jax
+  import jax.extend.core
+  from psp_jax.models.build import build_model
+  model = build_model({"name": "pspnet", "num_classes": 3, "depth": 50})
+  x = jnp.zeros((1, 33, 33, 3), jnp.float32)
+  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
+
+  def convs():
+    apply = lambda v, a: model.apply(v, a, train=False)  # noqa: E731  (a new trace each time)
+    found = 0
+    def walk(jaxpr):
+      nonlocal found
+      for e in jaxpr.eqns:
+        found += e.primitive.name == "conv_general_dilated"
+        for sub in jax.extend.core.jaxprs_in_params(e.params):
+          walk(sub)
+    walk(jax.make_jaxpr(apply)(variables, x).jaxpr)
+    return found
+  split = convs()
+  monkeypatch.setattr(ops, "CONV_SPLIT_MIN_CHANNELS", 0)
+  plain = convs()
+  assert split - plain == 4096 // ops.CONV_SPLIT_CHUNK - 1

@@ -36,6 +36,30 @@ def _time(fn, repeats: int) -> tuple[float, list[float]]:
   return statistics.median(times), times
 
 
+def our_train_step(model, variables, images, labels, classes: int, devices: int):
+  """run() doing one SGD step of `model` (momentum 0.9, weight decay 1e-4, poly schedule, PPM
+  and heads at 10x) on `devices` devices, waiting for its metrics."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import ml_collections  # pylint: disable=import-outside-toplevel
+
+  from psp_jax.parallel import make_mesh  # pylint: disable=import-outside-toplevel
+  from psp_jax.train.optim import make_optimizer  # pylint: disable=import-outside-toplevel
+  from psp_jax.train.state import create_train_state  # pylint: disable=import-outside-toplevel
+  from psp_jax.train.step import make_train_step  # pylint: disable=import-outside-toplevel
+  mesh = make_mesh(devices)
+  cfg = ml_collections.ConfigDict(dict(name="sgd", base_lr=0.01, momentum=0.9, weight_decay=1e-4,
+                                       schedule="poly", lr_multipliers={"ppm": 10.0, "head": 10.0,
+                                                                        "aux_head": 10.0}))
+  opt = make_optimizer(cfg, variables["params"], 1000)
+  state = [create_train_state(variables, opt.tx, jax.random.key(1), mesh)]
+  step = make_train_step(model, opt, mesh, num_classes=classes)
+
+  def run():
+    state[0], metrics = step(state[0], images, labels)
+    jax.block_until_ready(metrics)
+  return run
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("what", choices=["forward", "train_step"])
@@ -57,15 +81,10 @@ def main() -> None:
                                f" --xla_force_host_platform_device_count={args.devices}")
   import jax
   import jax.numpy as jnp
-  import ml_collections
   import numpy as np
 
   from psp_jax.checkpoint import init_variables
   from psp_jax.models.build import build_model
-  from psp_jax.parallel import make_mesh
-  from psp_jax.train.optim import make_optimizer
-  from psp_jax.train.state import create_train_state
-  from psp_jax.train.step import make_train_step
 
   size = args.size or (473 if args.what == "forward" else 233)
   batch = args.batch or (1 if args.what == "forward" else 8)
@@ -85,17 +104,8 @@ def main() -> None:
     med, times = _time(lambda: fwd(variables, x).block_until_ready(), args.repeats)
   else:
     labels = rng.integers(0, args.classes, size=(batch, size, size)).astype(np.int32)
-    mesh = make_mesh(min(args.devices, jax.device_count()))
-    cfg = ml_collections.ConfigDict(dict(name="sgd", base_lr=0.01, momentum=0.9, weight_decay=1e-4,
-                                         schedule="poly", lr_multipliers={"ppm": 10.0, "head": 10.0,
-                                                                          "aux_head": 10.0}))
-    opt = make_optimizer(cfg, variables["params"], 1000)
-    state = [create_train_state(variables, opt.tx, jax.random.key(1), mesh)]
-    step = make_train_step(model, opt, mesh, num_classes=args.classes)
-
-    def run():
-      state[0], metrics = step(state[0], images, labels)
-      jax.block_until_ready(metrics)
+    run = our_train_step(model, variables, images, labels, args.classes,
+                         min(args.devices, jax.device_count()))
 
     t = time.perf_counter()
     run()
@@ -139,7 +149,6 @@ def against_torch(args) -> None:
   sys.path[:0] = [str(root), str(root / "tests")]
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-  import ml_collections  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
   import torch  # pylint: disable=import-outside-toplevel
   from torch_reference.common import randomize_  # pylint: disable=import-outside-toplevel
@@ -148,11 +157,7 @@ def against_torch(args) -> None:
 
   from psp_jax import checkpoint  # pylint: disable=import-outside-toplevel
   from psp_jax.convert import convert_main  # pylint: disable=import-outside-toplevel
-  from psp_jax.parallel import make_mesh  # pylint: disable=import-outside-toplevel
   from psp_jax.reproducibility import cpu_description  # pylint: disable=import-outside-toplevel
-  from psp_jax.train.optim import make_optimizer  # pylint: disable=import-outside-toplevel
-  from psp_jax.train.state import create_train_state  # pylint: disable=import-outside-toplevel
-  from psp_jax.train.step import make_train_step  # pylint: disable=import-outside-toplevel
 
   torch.set_num_threads(args.threads)
   forward = args.what == "forward"
@@ -181,17 +186,7 @@ def against_torch(args) -> None:
     what = f"eval forward {batch}x{size}x{size}"
   else:
     labels = rng.integers(0, args.classes, size=(batch, size, size)).astype(np.int32)
-    mesh = make_mesh(1)
-    cfg = ml_collections.ConfigDict(dict(name="sgd", base_lr=0.01, momentum=0.9, weight_decay=1e-4,
-                                         schedule="poly", lr_multipliers={"ppm": 10.0, "head": 10.0,
-                                                                          "aux_head": 10.0}))
-    opt = make_optimizer(cfg, variables["params"], 1000)
-    state = [create_train_state(variables, opt.tx, jax.random.key(1), mesh)]
-    step = make_train_step(model, opt, mesh, num_classes=args.classes)
-
-    def ours_fn():
-      state[0], metrics = step(state[0], images, labels)
-      jax.block_until_ready(metrics)
+    ours_fn = our_train_step(model, variables, images, labels, args.classes, 1)
     tstep = _torch_train_step(net, args.classes)
     yt = torch.from_numpy(labels.astype(np.int64))
     torch_fn = lambda: tstep(xt, yt)  # noqa: E731

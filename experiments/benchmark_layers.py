@@ -179,32 +179,22 @@ def timers(nhwc, inner: int, with_rewrites: bool = False):
   if ours.shape != ref.shape or not np.allclose(ours, ref, rtol=1e-3, atol=1e-3 * np.abs(ref).max()):
     raise AssertionError(f"{nhwc}: ours and torch disagree ({ours.shape} vs {ref.shape})")
 
-  def time_ours():
+  def median_time(call):
     ts = []
     for _ in range(inner):
       t = time.perf_counter()
-      conv(xj, kj).block_until_ready()
+      call()
       ts.append(time.perf_counter() - t)
     return statistics.median(ts)
 
-  def time_torch():
-    ts = []
-    with torch.inference_mode():
-      for _ in range(inner):
-        t = time.perf_counter()
-        torch_conv()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
-
   def timed(fn):
-    def run():
-      ts = []
-      for _ in range(inner):
-        t = time.perf_counter()
-        fn(xj, kj).block_until_ready()
-        ts.append(time.perf_counter() - t)
-      return statistics.median(ts)
-    return run
+    return lambda: median_time(lambda: fn(xj, kj).block_until_ready())
+
+  def time_torch():
+    with torch.inference_mode():
+      return median_time(torch_conv)
+
+  time_ours = timed(conv)
 
   variants = {}
   for name, fn in (rewrites(nhwc) if with_rewrites else {}).items():

@@ -67,6 +67,16 @@ def _maxrss_gb() -> float:
 
 # ----------------------------------------------------------------------------- workers
 
+def _repeat(fn, n: int):
+  """(seconds of each of n calls of fn, the last result)."""
+  times, out = [], None
+  for _ in range(n):
+    t = time.perf_counter()
+    out = fn()
+    times.append(time.perf_counter() - t)
+  return times, out
+
+
 def _jax_refine(args):
   """(load seconds, refine() -> RefineResult) of psp_jax's Refiner on the benchmark's input."""
   if args.compile_cache:  # as the psp-jax commands do (psp_jax.compile_cache)
@@ -85,11 +95,7 @@ def _jax_refine(args):
 def worker_jax(args) -> dict:
   import numpy as np
   load_s, refine = _jax_refine(args)
-  times, res = [], None
-  for _ in range(args.repeats):
-    t = time.perf_counter()
-    res = refine()
-    times.append(time.perf_counter() - t)
+  times, res = _repeat(refine, args.repeats)
   if args.save_prob:
     np.save(args.save_prob, res.probability)
   info = res.info
@@ -146,11 +152,7 @@ def _official_refine(args):
 def worker_official(args) -> dict:
   import numpy as np
   load_s, refine = _official_refine(args)
-  times, out = [], None
-  for _ in range(args.repeats):
-    t = time.perf_counter()
-    out = refine()
-    times.append(time.perf_counter() - t)
+  times, out = _repeat(refine, args.repeats)
   if args.save_prob:
     np.save(args.save_prob, out[0, 0].numpy())
   h, w = out.shape[2:]

@@ -29,10 +29,10 @@ echo
 echo "## Whole-model ratios (torch or official time / our time; > 1: ours faster)"
 echo
 echo '```'
-python experiments/benchmark_core.py forward --torch --pairs 6 2>&1 | grep -v "^pair "
-python experiments/benchmark_core.py train_step --torch --pairs 6 2>&1 | grep -v "^pair "
+python experiments/benchmark_core.py forward --torch --pairs 6 2>&1 | grep -v "^pair \|^wrote .* checkpoint to"
+python experiments/benchmark_core.py train_step --torch --pairs 6 2>&1 | grep -v "^pair \|^wrote .* checkpoint to"
 python experiments/benchmark_refine.py --sizes native --modes fast,full --repeats 0 \
-    --official "$official" --pairs 3 2>&1 | grep -v "^random"
+    --official "$official" --pairs 3 2>&1 | grep -v "^random\|^wrote .* checkpoint to"
 echo '```'
 echo
 python experiments/benchmark_layers.py --model pspnet50 --size 473 --rewrites --pairs 5 --inner 3 \

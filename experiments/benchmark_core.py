@@ -73,7 +73,13 @@ def main() -> None:
   parser.add_argument("--torch", action="store_true", help="interleave with the PyTorch network")
   parser.add_argument("--pairs", type=int, default=6, help="interleaved pairs with --torch")
   parser.add_argument("--threads", type=int, default=2, help="torch threads with --torch")
+  parser.add_argument("--pointwise-dot-grad-min-weights", type=int, default=None,
+                      help="set ops.POINTWISE_DOT_GRAD_MIN_WEIGHTS (0: 1x1 gradients as XLA's "
+                           "convolution gradients, the state before that rewrite)")
   args = parser.parse_args()
+  if args.pointwise_dot_grad_min_weights is not None:
+    from psp_jax.models import ops  # pylint: disable=import-outside-toplevel
+    ops.POINTWISE_DOT_GRAD_MIN_WEIGHTS = args.pointwise_dot_grad_min_weights
   if args.torch:
     return against_torch(args)
   if args.what == "train_step":

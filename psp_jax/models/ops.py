@@ -14,27 +14,41 @@ import math
 import operator
 from typing import Literal, Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-# The switch for the convolution rewrites (read when a model is traced; JAX caches traces, so
-# set it before the first call): a convolution with a
-# spatial kernel and at least CONV_SPLIT_MIN_CHANNELS input channels runs as convolutions of
-# CONV_SPLIT_CHUNK channels each, summed. XLA's CPU convolution is slower on very deep inputs:
-# PSPNet's 3x3 4096->512 head at 60x60 ran 1.30x faster split in 8 than as one convolution
-# (experiments/benchmark_layers.py --rewrites; experiments/results/speed_vs_pytorch_*.md).
-# The threshold keeps every narrow (mini-scale) model on the plain convolution, bit for bit.
-# Set CONV_SPLIT_MIN_CHANNELS = 0 to turn it off.
+# The switches for the convolution rewrites, all read when a model is traced (JAX caches traces,
+# so set them before the first call). experiments/benchmark_layers.py --rewrites measures the
+# forward of each, experiments/benchmark_core.py train_step --torch the train step (with
+# --pointwise-dot-grad-min-weights 0 for the state before the second); the numbers are in
+# experiments/results/speed_vs_pytorch_*.md and speed_train_step_pointwise_dot_grad.md.
+#
+# CONV_SPLIT_MIN_CHANNELS: a convolution with a spatial kernel and at least this many input
+# channels runs as convolutions of CONV_SPLIT_CHUNK channels each, summed. XLA's CPU convolution
+# is slower on very deep inputs: PSPNet's 3x3 4096->512 head at 60x60 ran 1.30x faster split in 8.
+#
+# POINTWISE_DOT_GRAD_MIN_WEIGHTS: a 1x1 convolution (any stride, no padding) whose kernel has at
+# least this many weights (C_in x C_out) keeps XLA's convolution forward, but its gradients are
+# matrix products (dx = dy . W^T, dW = x^T . dy over all pixels): XLA's CPU convolution
+# computes large 1x1 weight gradients several times slower than the same product as a dot.
+#
+# Both thresholds keep every narrow (mini-scale) model on the plain convolution, bit for bit, so
+# the committed mini tables rerun to the same digits. 0 turns a rewrite off.
 CONV_SPLIT_MIN_CHANNELS = 2048
 CONV_SPLIT_CHUNK = 512
+POINTWISE_DOT_GRAD_MIN_WEIGHTS = 512 * 512
+
+_NHWC = ("NHWC", "HWIO", "NHWC")
+_NHWC_SPECS = ((0, 3, 1, 2), (3, 2, 0, 1), (0, 3, 1, 2))  # their lhs, rhs and out specs
 
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
                          dimension_numbers=None, feature_group_count=1, batch_group_count=1,
                          precision=None, preferred_element_type=None):
   """`lax.conv_general_dilated` (same arguments; flax's nn.Conv takes it as
-  `conv_general_dilated=`), with the input-channel split above where it applies."""
+  `conv_general_dilated=`), with the rewrites above where they apply."""
   conv = functools.partial(lax.conv_general_dilated, window_strides=window_strides,
                            padding=padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
                            dimension_numbers=dimension_numbers, precision=precision,
@@ -43,9 +57,16 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
   in_lhs, in_rhs = dn.lhs_spec[1], dn.rhs_spec[1]
   channels = lhs.shape[in_lhs]
   spatial = math.prod(rhs.shape[d] for d in dn.rhs_spec[2:])
+  plain_groups = feature_group_count == 1 and batch_group_count == 1
+  if _pointwise_dot_grad_applies(lhs, rhs, window_strides, padding, lhs_dilation, dn,
+                                 plain_groups, preferred_element_type):
+    # Under shard_map a replicated kernel meets a per-device input: make the kernel varying
+    # first (as JAX does for the plain convolution), so its gradient is summed over the devices
+    # outside the custom gradient, by that cast's transpose.
+    lhs, rhs = _same_varying_axes(lhs, rhs)
+    return _pointwise_conv(lhs, rhs, tuple(window_strides), precision)
   split = (CONV_SPLIT_MIN_CHANNELS and channels >= CONV_SPLIT_MIN_CHANNELS and spatial > 1
-           and channels % CONV_SPLIT_CHUNK == 0 and feature_group_count == 1
-           and batch_group_count == 1)
+           and channels % CONV_SPLIT_CHUNK == 0 and plain_groups)
   if not split:
     return conv(lhs, rhs, feature_group_count=feature_group_count,
                 batch_group_count=batch_group_count)
@@ -53,6 +74,61 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
                 lax.slice_in_dim(rhs, i, i + CONV_SPLIT_CHUNK, axis=in_rhs))
            for i in range(0, channels, CONV_SPLIT_CHUNK)]
   return functools.reduce(operator.add, parts)
+
+
+def _pointwise_dot_grad_applies(lhs, rhs, strides, padding, lhs_dilation, dn, plain_groups,
+                                preferred_element_type) -> bool:
+  """A 2-D NHWC/HWIO 1x1 convolution without padding or input dilation, with a large kernel."""
+  if not POINTWISE_DOT_GRAD_MIN_WEIGHTS or not plain_groups or preferred_element_type is not None:
+    return False
+  if lhs.ndim != 4 or (tuple(dn.lhs_spec), tuple(dn.rhs_spec), tuple(dn.out_spec)) != _NHWC_SPECS:
+    return False
+  if rhs.shape[:2] != (1, 1) or rhs.shape[2] * rhs.shape[3] < POINTWISE_DOT_GRAD_MIN_WEIGHTS:
+    return False
+  if lhs_dilation is not None and any(d != 1 for d in lhs_dilation):
+    return False
+  if isinstance(padding, str):  # a 1x1 kernel pads nothing under SAME or VALID
+    return padding.upper() in ("SAME", "VALID")
+  return all(tuple(p) == (0, 0) for p in padding)
+
+
+def _same_varying_axes(a, b):
+  """(a, b) cast to vary over the union of their mesh axes (a no-op outside shard_map)."""
+  vma_a, vma_b = (jax.typeof(v).manual_axis_type.varying for v in (a, b))
+  if vma_b - vma_a:
+    a = lax.pcast(a, tuple(sorted(vma_b - vma_a)), to="varying")
+  if vma_a - vma_b:
+    b = lax.pcast(b, tuple(sorted(vma_a - vma_b)), to="varying")
+  return a, b
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _pointwise_conv(x, w, strides, precision):
+  """(N, H, W, C) x (1, 1, C, O) -> (N, Ho, Wo, O): XLA's convolution; gradients as dots."""
+  return lax.conv_general_dilated(x, w, strides, ((0, 0), (0, 0)), dimension_numbers=_NHWC,
+                                  precision=precision)
+
+
+def _pointwise_conv_fwd(x, w, strides, precision):
+  return _pointwise_conv(x, w, strides, precision), (x, w)
+
+
+def _pointwise_conv_bwd(strides, precision, residuals, dy):
+  x, w = residuals
+  (n, h, wd, c), (_, ho, wo, _) = x.shape, dy.shape
+  sh, sw = strides
+  # the input pixels the output reads: rows 0, sh, ..., (ho - 1) * sh (and likewise columns)
+  xs = lax.slice(x, (0, 0, 0, 0), (n, (ho - 1) * sh + 1, (wo - 1) * sw + 1, c), (1, sh, sw, 1))
+  dw = jnp.einsum("nhwc,nhwo->co", xs, dy, precision=precision).astype(w.dtype)[None, None]
+  dxs = jnp.einsum("nhwo,co->nhwc", dy, w[0, 0], precision=precision).astype(x.dtype)
+  if (sh, sw) != (1, 1):  # back onto the strided grid, zeros elsewhere
+    zero = jnp.zeros((), dxs.dtype)
+    dxs = lax.pad(dxs, zero, ((0, 0, 0), (0, h - 1 - (ho - 1) * sh, sh - 1),
+                              (0, wd - 1 - (wo - 1) * sw, sw - 1), (0, 0, 0)))
+  return dxs, dw
+
+
+_pointwise_conv.defvjp(_pointwise_conv_fwd, _pointwise_conv_bwd)
 
 
 def linear_interpolation_matrix(in_size: int, out_size: int, align_corners: bool,

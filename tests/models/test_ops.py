@@ -163,3 +163,71 @@ def test_the_pspnet_head_runs_split(monkeypatch):
   monkeypatch.setattr(ops, "CONV_SPLIT_MIN_CHANNELS", 0)
   plain = convs()
   assert split - plain == 4096 // ops.CONV_SPLIT_CHUNK - 1
+
+
+@pytest.mark.parametrize("strides,padding", [((1, 1), ((0, 0), (0, 0))), ((2, 2), "SAME"),
+                                             ((2, 2), "VALID")])
+def test_large_pointwise_convolutions_take_dot_gradients(strides, padding):
+  """A 1x1 convolution with >= POINTWISE_DOT_GRAD_MIN_WEIGHTS weights: XLA's convolution
+  forward (the same bits), gradients as matrix products that agree with XLA's convolution
+  gradients (odd sizes, so a stride-2 input has rows the output never reads: their gradient
+  is zero)."""
+  import jax
+  from jax import lax
+  rng = np.random.default_rng(2)
+  x = jnp.asarray(rng.normal(size=(2, 7, 9, 512)).astype(np.float32))
+  k = jnp.asarray((rng.normal(size=(1, 1, 512, 512)) * 0.05).astype(np.float32))
+  args = dict(window_strides=strides, padding=padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  ours = lambda a, b: ops.conv_general_dilated(a, b, **args)  # noqa: E731
+  plain = lambda a, b: lax.conv_general_dilated(a, b, **args)  # noqa: E731
+  eqns = [e.primitive.name for e in jax.make_jaxpr(ours)(x, k).jaxpr.eqns]
+  assert "custom_vjp_call" in eqns, eqns
+  assert np.array_equal(ours(x, k), plain(x, k))
+  loss = lambda f: lambda a, b: (f(a, b) ** 3).sum()  # noqa: E731
+  g_ours = jax.grad(loss(ours), argnums=(0, 1))(x, k)
+  g_plain = jax.grad(loss(plain), argnums=(0, 1))(x, k)
+  for a, b in zip(g_ours, g_plain):
+    assert a.shape == b.shape
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * float(jnp.abs(b).max()))
+  if strides == (2, 2):
+    assert float(jnp.abs(g_ours[0][:, 1::2]).max()) == 0.0
+
+
+def test_pointwise_dot_gradients_only_above_the_threshold_and_switch(monkeypatch):
+  """Narrow 1x1 kernels (every mini model's) and 3x3 kernels stay the plain convolution; the
+  switch at 0 turns the rewrite off."""
+  import jax
+  rng = np.random.default_rng(3)
+  x = jnp.asarray(rng.normal(size=(1, 4, 4, 512)).astype(np.float32))
+  fn = lambda: lambda a, b: ops.conv_general_dilated(  # noqa: E731  (a new trace each time)
+      a, b, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  prims = lambda k: [e.primitive.name for e in jax.make_jaxpr(fn())(x, k).jaxpr.eqns]  # noqa: E731
+  assert prims(jnp.zeros((1, 1, 512, 512))) == ["custom_vjp_call"]
+  assert prims(jnp.zeros((1, 1, 512, 256))) == ["conv_general_dilated"]  # 131072 < 262144
+  assert prims(jnp.zeros((3, 3, 512, 512))) == ["conv_general_dilated"]
+  monkeypatch.setattr(ops, "POINTWISE_DOT_GRAD_MIN_WEIGHTS", 0)
+  assert prims(jnp.zeros((1, 1, 512, 512))) == ["conv_general_dilated"]
+
+
+def test_pointwise_dot_gradients_under_shard_map_sum_over_devices():
+  """In the data-parallel step a replicated kernel meets per-device inputs: the kernel
+  gradient is the sum over devices, as with the plain convolution."""
+  import jax
+  from jax import lax
+  from jax.sharding import PartitionSpec as P
+  devices = jax.devices()[:2]
+  if len(devices) < 2:
+    pytest.skip("needs 2 devices (tests run with 8 simulated CPU devices)")
+  mesh = jax.sharding.Mesh(np.array(devices), ("data",))
+  rng = np.random.default_rng(4)
+  x = jnp.asarray(rng.normal(size=(2, 3, 3, 512)).astype(np.float32))
+  k = jnp.asarray((rng.normal(size=(1, 1, 512, 512)) * 0.05).astype(np.float32))
+
+  def grads(conv):
+    def local(a, b):
+      g = jax.grad(lambda b: (conv(a, b, (1, 1), "VALID",
+                                   dimension_numbers=("NHWC", "HWIO", "NHWC")) ** 2).sum())(b)
+      return lax.psum(g, "data")
+    return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(P("data"), P()), out_specs=P()))(x, k)
+  np.testing.assert_allclose(grads(ops.conv_general_dilated), grads(lax.conv_general_dilated),
+                             rtol=1e-4, atol=1e-4)

@@ -53,7 +53,11 @@ def segmentation_eval(crop: tuple[int, int], base_size: int | None,
       every=every, split="validation", crop_size=tuple(crop),
       base_size=ml_collections.FieldReference(base_size, field_type=int), scales=(1.0,),
       flip=False, stride_rate=2.0 / 3.0, window_batch=2, max_images=0, log_images=3,
-      crf=""))  # a DenseCRF preset, or "NAME:key=value,...": also evaluate after the CRF
+      crf="",  # a DenseCRF preset, or "NAME:key=value,...": also evaluate after the CRF
+      crf_images=0,  # the CRF on N evenly spaced images (0: all), scored against no CRF on them
+      # CascadePSP on top: every predicted class refined by the 'cascadepsp' checkpoint
+      # (a training workdir); psp_jax/evaluate/post_steps.py
+      refine=dict(checkpoint="", L=900, stages="global+local", images=0)))
 
 
 def distributed() -> ml_collections.ConfigDict:

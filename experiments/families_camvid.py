@@ -5,9 +5,10 @@
 
 Rows are the families (their narrow CPU versions at mini scale): the dilated FCN baseline,
 PSPNet, DeepLab v1 (LargeFOV), v2 (ASPP-L + MSC), v3 (ASPP + image pooling, OS16), SegNet and
-SegNet-Basic. Every row evaluates with and without the same DenseCRF (the `crf.*` columns) and
-reports its cost from the same runs (parameters, XLA GFLOPs, train images/s, eval and CRF time
-per image, peak memory; psp_jax/ablate/report.py).
+SegNet-Basic, and PSPNet with CascadePSP on top. Every row evaluates with and without the same
+DenseCRF (the `crf.*` columns, on 25 evenly spaced val images, with the numbers without it on
+the same images) and reports its cost from the same runs (parameters, XLA GFLOPs, train
+images/s, eval, CRF and refinement time per image, peak memory; psp_jax/ablate/report.py).
 
 Shared by every row at mini scale (the table's `train`/`eval` overrides; ../shared/data/camvid,
 train on its 367 train images, report on its 101 val images; CamVid's test split is not in that
@@ -32,6 +33,7 @@ test at 360x480 (../shared/reference/paper_numbers.md section 4; U = unverified 
 Format: psp_jax/ablate/table.py.
 """
 CRF = "v2_resnet:xy_bi=22"
+CRF_IMAGES = 25  # the CRF (seconds per 360x480 image here) runs on 25 evenly spaced val images
 SHARED_MINI = {
     "train.steps": 300, "train.batch_size": 8,
     "data.crop_size": (121, 161),
@@ -42,8 +44,15 @@ SHARED_MINI = {
     "data.augmentation.flip_prob": 0.5,
     "eval.crop_size": (121, 161), "eval.base_size": 160,
     # in the training overrides, so each run's own final evaluation has the CRF and the costs
-    "eval.crf": CRF, "eval.window_batch": 1, "eval.scales": (1.0,), "eval.flip": False,
+    "eval.crf": CRF, "eval.crf_images": CRF_IMAGES, "eval.window_batch": 1,
+    "eval.scales": (1.0,), "eval.flip": False,
 }
+# CascadePSP on top (the `pspnet_cascadepsp` row): the CPU demo's refinement module trained on
+# CamVid train objects (configs/cascadepsp.py:demo_real, one run per seed, before the seed's
+# other runs), refining every class PSPNet predicts, at L=480 (the images' own size: one
+# global step and one local window), on the same images as the CRF.
+REFINE_MINI = {"eval.refine.L": 480, "eval.refine.stages": "global+local",
+               "eval.refine.images": CRF_IMAGES}
 BLOCKED_DEEPLAB = ("no published DeepLab recipe for CamVid (its papers train on VOC, COCO and "
                    "Cityscapes); the paper column is the number the ICNet paper's table gives")
 
@@ -53,8 +62,12 @@ TABLE = dict(
     train={"mini": SHARED_MINI},
     eval={"paper": {"eval.crf": "v2_resnet"}},
     seeds={"mini": [0, 1], "paper": [0]},
-    metrics=["mIoU", "crf.mIoU", "mAcc", "aAcc"],
-    metric_labels={"crf.mIoU": "mIoU + DenseCRF", "mAcc": "class avg acc", "aAcc": "global acc"},
+    metrics={"mini": ["mIoU", "crf.without.mIoU", "crf.mIoU", "refine.mIoU", "mAcc", "aAcc"],
+             "paper": ["mIoU", "crf.mIoU", "mAcc", "aAcc"]},
+    metric_labels={"crf.without.mIoU": "mIoU, 25 images", "crf.mIoU": "+ DenseCRF, 25 images",
+                   "refine.mIoU": "+ CascadePSP, 25 images", "mAcc": "class avg acc",
+                   "aAcc": "global acc"},
+    refiners={"mini": {"cascadepsp": dict(base="configs/cascadepsp.py:demo_real")}},
     costs=True,
     paper_source=("CamVid test, 11 classes, 360x480 (../shared/reference/paper_numbers.md, "
                   "section 4): SegNet-Basic 82.8 / 62.3 / 46.3 and SegNet 88.6 / 65.9 / 50.2 "
@@ -72,14 +85,23 @@ TABLE = dict(
         "as their recipes do.",
         "paper scale: the PSPNet row is our recipe (the PSPNet paper has no CamVid run).",
     ],
-    claims=[dict(better="pspnet", than="fcn", metric="mIoU"),
-            dict(better="pspnet", than="segnet", metric="mIoU"),
-            dict(better="deeplabv3", than="deeplabv1", metric="mIoU"),
-            dict(better="segnet", than="segnet_basic", metric="mIoU")],
+    claims={"mini": [dict(better="pspnet", than="fcn", metric="mIoU"),
+                     dict(better="pspnet", than="segnet", metric="mIoU"),
+                     dict(better="deeplabv3", than="deeplabv1", metric="mIoU"),
+                     dict(better="segnet", than="segnet_basic", metric="mIoU"),
+                     # the post-processing steps against no step, on the same 25 images
+                     dict(better="pspnet", than="pspnet", metric="crf.mIoU",
+                          than_metric="crf.without.mIoU"),
+                     dict(better="pspnet_cascadepsp", than="pspnet_cascadepsp",
+                          metric="refine.mIoU", than_metric="crf.without.mIoU")],
+            "paper": [dict(better="pspnet", than="segnet", metric="mIoU"),
+                      dict(better="segnet", than="segnet_basic", metric="mIoU")]},
     rows=[
         dict(name="fcn", label="dilated FCN (PSPNet without pyramid pooling)",
              train={"model.context": "none"}, scales=("mini",)),
         dict(name="pspnet", label="PSPNet", train={}, paper={"mIoU": 69.1}),
+        dict(name="pspnet_cascadepsp", label="PSPNet + CascadePSP (refines every predicted class)",
+             train={}, refine="cascadepsp", eval=REFINE_MINI, scales=("mini",)),
         dict(name="deeplabv1", label="DeepLab v1 LargeFOV", scales=("mini",),
              base="configs/deeplab.py:deeplabv1_camvid_mini"),
         dict(name="deeplabv2", label="DeepLab v2 ASPP-L + MSC", scales=("mini",),

@@ -43,6 +43,7 @@ COSTS = (("params_M", ("cost", "params"), "parameters (M)"),
          ("train_images_per_s", ("train_cost", "images_per_s"), "train images/s"),
          ("forward_ms", ("cost", "forward_ms_per_image"), "eval forward ms/image"),
          ("crf_ms", ("cost", "crf_ms_per_image"), "DenseCRF ms/image"),
+         ("refine_ms", ("cost", "refine_ms_per_image"), "CascadePSP ms/image"),
          ("train_memory_mb", ("train_cost", "peak_memory_mb"), "peak train memory (MiB)"))
 _COST_SCALE = {"params_M": 1e-6}
 
@@ -82,6 +83,17 @@ def metric_value(metrics: dict, name: str):
   for part in name.split("."):
     value = value.get(part) if isinstance(value, dict) else None
   return value
+
+
+# Evaluation entries of steps a row may not run (psp_jax/evaluate/post_steps.py): their metrics
+# ('crf.mIoU', 'refine.mIoU') are '–' in the rows without them, not a problem.
+POST_STEPS = ("crf", "refine")
+
+
+def not_applicable(metrics: dict, name: str) -> bool:
+  """A dotted metric of a post-processing step the evaluation did not run."""
+  head = name.split(".", 1)[0]
+  return "." in name and head in POST_STEPS and head not in metrics
 
 
 def row_result_file(evaluation: Evaluation) -> dict | None:
@@ -142,7 +154,7 @@ def collect(plan: Plan) -> list[RowResult]:
           value = metric_value(metrics, m)
           if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             cells[m].values[seed] = float(value) * table.value_scale
-          else:
+          elif not not_applicable(metrics, m):
             problems.append(f"seed {seed}: metric {m!r} is {value!r} in {e.output}")
         if table.costs:
           _collect_costs(e, metrics, seed, costs, cost_notes)

@@ -3,6 +3,9 @@
 Layout of an ablation workdir DIR:
   DIR/ablate.json                      which table and scale this DIR belongs to
   DIR/runs/<run>/seed<S>/              one `psp-jax train` workdir (checkpoints, eval/, logs);
+                                       a table's refiner (rows with `refine`) is the run
+                                       `refiner.<name>-<8 hex digits>`, trained before the
+                                       seed's other runs;
                                        `train_result.json` there marks it finished, and
                                        `recompute_bn.done` its `psp-jax recompute-bn` (rows
                                        with recompute_bn=True: a new latest checkpoint step)
@@ -20,7 +23,9 @@ run and the row's evaluation settings, so a result never outlives an edit of its
 
 A row with no evaluation overrides (and the table's checkpoint 'latest', no split) takes the
 training run's own final evaluation as its result; the others get a `psp-jax evaluate`, as do
-rows with recompute_bn=True (their run's final evaluation had the trained running statistics).
+rows with recompute_bn=True (their run's final evaluation had the trained running statistics)
+and rows with `refine` (their evaluation gets --config.eval.refine.checkpoint=<the seed's
+refiner run>, and needs that run finished).
 """
 from __future__ import annotations
 
@@ -78,6 +83,7 @@ class Evaluation:
   output: pathlib.Path
   log: pathlib.Path
   command: tuple[str, ...] | None
+  needs: tuple[TrainRun, ...] = ()  # other runs it reads (a refiner), finished before it runs
 
   @property
   def failure_file(self) -> pathlib.Path:
@@ -108,6 +114,10 @@ class Plan:
   def evaluations_of(self, run: TrainRun) -> list[Evaluation]:
     return [e for e in self.evaluations if e.run is run]
 
+  def dependents(self, run: TrainRun) -> list[Evaluation]:
+    """The evaluations that have no result without `run`: its own and those that need it."""
+    return [e for e in self.evaluations if e.run is run or any(n is run for n in e.needs)]
+
   def commands(self) -> list[tuple[str, ...]]:
     """The commands still to run, in order (a training run before its evaluations)."""
     out = []
@@ -127,12 +137,15 @@ def run_key(base: str, train: dict) -> str:
 
 
 def eval_key(run_id: str, evals: dict, checkpoint: str, split: str | None,
-             recompute_bn: bool = False) -> str:
+             recompute_bn: bool = False, refiner: str = "") -> str:
   """8 hex digits identifying a row's evaluation: its training run and evaluation settings (and,
-  only when set, the recomputed BN statistics: the other keys stay those of earlier versions)."""
+  only when set, the recomputed BN statistics and the refiner run: the other keys stay those of
+  earlier versions)."""
   fields = {"run": run_id, "eval": evals, "checkpoint": checkpoint, "split": split}
   if recompute_bn:
     fields["recompute_bn"] = True
+  if refiner:
+    fields["refiner"] = refiner
   text = json.dumps(fields, sort_keys=True, default=repr)
   return hashlib.sha1(text.encode()).hexdigest()[:8]
 
@@ -175,6 +188,11 @@ def make_plan(table: Table, workdir: str | pathlib.Path, *, rows: list[str] | No
       ov.check_overrides(base_cfgs[row.base], {**row.train, **row.eval},
                          f"{table.path}: row {row.name!r} eval overrides")
       _check_eval_model_keys(table, row, base_cfgs[row.base])
+  refiner_specs = {r.name: ov.resolve_config_spec(r.base) for r in table.refiners}
+  if check_config:
+    for r in table.refiners:
+      ov.check_overrides(ov.load_base_config(r.base), r.train,
+                         f"{table.path}: refiner {r.name!r} train overrides")
   keys: dict[str, str] = {}   # run key -> run id (named after the first row using it)
   users: dict[str, list[str]] = {}
   recompute: dict[str, bool] = {}
@@ -189,6 +207,19 @@ def make_plan(table: Table, workdir: str | pathlib.Path, *, rows: list[str] | No
   runs, evaluations = [], []
   for seed in table.seeds:
     made: dict[str, TrainRun] = {}
+    refiner_runs: dict[str, TrainRun] = {}
+    for refiner in table.refiners:  # before the seed's other runs: its rows' evaluations need it
+      using = tuple(r.name for r in runnable if r.refine == refiner.name and r.name in wanted)
+      if not using:
+        continue
+      run_id = f"refiner.{refiner.name}-{run_key(refiner.base, refiner.train)}"
+      run_dir = workdir / "runs" / run_id / f"seed{seed}"
+      refiner_runs[refiner.name] = TrainRun(
+          run_id=run_id, seed=seed, overrides=dict(refiner.train), rows=using, workdir=run_dir,
+          log=workdir / "logs" / f"{run_id}-seed{seed}.train.log",
+          command=(*_python(), "train", "--config", refiner_specs[refiner.name], "--workdir",
+                   str(run_dir), f"--config.seed={seed}", *ov.override_flags(refiner.train)))
+      runs.append(refiner_runs[refiner.name])
     for row in runnable:
       if row.name not in wanted:
         continue
@@ -207,19 +238,25 @@ def make_plan(table: Table, workdir: str | pathlib.Path, *, rows: list[str] | No
                                *flags) if row.recompute_bn else None)
         runs.append(made[key])
       run = made[key]
-      key = eval_key(run.run_id, row.eval, table.checkpoint, table.split, row.recompute_bn)
+      refiner = refiner_runs.get(row.refine)
+      key = eval_key(run.run_id, row.eval, table.checkpoint, table.split, row.recompute_bn,
+                     refiner.run_id if refiner else "")
       output = workdir / "rows" / row.name / f"seed{seed}-{key}.json"
       own_eval = (bool(row.eval) or table.checkpoint != "latest" or table.split is not None
-                  or row.recompute_bn)
+                  or row.recompute_bn or refiner is not None)
+      evals = dict(row.eval)
+      if refiner is not None:
+        evals["eval.refine.checkpoint"] = str(refiner.workdir)
       command = None
       if own_eval:
         command = (*_python(), "evaluate", "--config", spec, "--workdir", str(run.workdir),
                    "--checkpoint", table.checkpoint, "--output", str(output),
                    *(["--split", table.split] if table.split else []),
-                   f"--config.seed={seed}", *ov.override_flags(row.train), *ov.override_flags(row.eval))
-      evaluations.append(Evaluation(row=row.name, seed=seed, run=run, overrides=dict(row.eval),
+                   f"--config.seed={seed}", *ov.override_flags(row.train), *ov.override_flags(evals))
+      evaluations.append(Evaluation(row=row.name, seed=seed, run=run, overrides=evals,
                                     output=output, command=command,
-                                    log=workdir / "logs" / f"{row.name}-seed{seed}.eval.log"))
+                                    log=workdir / "logs" / f"{row.name}-seed{seed}.eval.log",
+                                    needs=(refiner,) if refiner is not None else ()))
   return Plan(table=table, workdir=workdir, runs=tuple(runs), evaluations=tuple(evaluations),
               blocked=tuple(r for r in table.rows if r.blocked), portable=portable)
 

@@ -121,7 +121,7 @@ def claims_markdown(table: Table, results: list[RowResult]) -> list[str]:
   return lines
 
 
-_COST_DIGITS = {"params_M": 3, "gflops": 3, "train_images_per_s": 1, "forward_ms": 1, "crf_ms": 0,
+_COST_DIGITS = {"params_M": 3, "gflops": 3, "train_images_per_s": 1, "forward_ms": 1, "crf_ms": 0, "refine_ms": 0,
                 "train_memory_mb": 0}
 
 

@@ -4,6 +4,8 @@
     exists) is skipped, so rerunning `psp-jax ablate` continues where it stopped.
   * An interrupted training run is simply run again: `psp-jax train` resumes from
     WORKDIR/checkpoints by itself.
+  * A table's refiner run comes before the seed's other runs; if it fails, the rows that
+    refine with it get that failure, and their evaluations are not started.
   * A run of a row with recompute_bn=True gets `psp-jax recompute-bn` after training (once:
     DIR/runs/<run>/seed<S>/recompute_bn.done marks it), before its rows' evaluations.
   * A failure (non-zero exit, or no result file afterwards) is reported with the end of its
@@ -94,7 +96,9 @@ class Runner:
   def _record_failure(self, evaluation: Evaluation, failure: Failure) -> None:
     evaluation.failure_file.parent.mkdir(parents=True, exist_ok=True)
     evaluation.failure_file.write_text(json.dumps({
-        "stage": failure.stage, "run": evaluation.run.run_id, "seed": failure.seed,
+        "stage": failure.stage, "seed": failure.seed,
+        # the run that failed: the evaluation's own, or one it needs (its refiner)
+        "run": evaluation.run.run_id if failure.stage == "evaluate" else failure.what,
         "returncode": failure.returncode, "reason": failure.reason, "log": str(failure.log),
         "time": f"{datetime.datetime.now():%Y-%m-%d %H:%M:%S}"}, indent=1) + "\n")
 
@@ -111,7 +115,7 @@ class Runner:
   def _run_failed(self, summary: Summary, run, failure: Failure, seconds: float) -> None:
     """A training run (or its BN recomputation) failed: every row of it has no result."""
     summary.failures.append(failure)
-    for e in self.plan.evaluations_of(run):
+    for e in self.plan.dependents(run):
       self._record_failure(e, failure)
     self.say(f"  FAILED after {duration(seconds)} ({failure.reason}); log {run.log}:\n{log_tail(run.log)}\n"
              f"  rows {', '.join(run.rows)} have no result for seed {run.seed}; continuing")
@@ -190,6 +194,12 @@ class Runner:
           e.failure_file.unlink(missing_ok=True)
           continue
         index += 1
+        missing = [n for n in e.needs if not n.finished()]
+        if missing:  # its refiner run failed: recorded when it did; say so again here
+          evals_left -= 1
+          self.say(f"[{index}/{total}] evaluate row {e.row} seed {e.seed}: skipped, it needs "
+                   f"{', '.join(n.run_id for n in missing)} seed {e.seed}, which did not finish")
+          continue
         self.say(f"[{index}/{total}] evaluate row {e.row} seed {e.seed} ({', '.join(f'{k}={v}' for k, v in e.overrides.items()) or 'no overrides'})")
         code, seconds, reason = self._step("evaluate", e.command, e.log, e.finished)
         evals_left -= 1

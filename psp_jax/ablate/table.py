@@ -30,9 +30,13 @@ A table file is a Python module with one dict, `TABLE`:
                                                        #   row's input IoU: than=better)
       lower_is_better=["twin_rate"],                   # optional: metrics where smaller wins
       costs=True,                                      # optional: a cost section (parameters,
-                                                       #   GFLOPs, train images/s, eval and CRF
-                                                       #   time per image, peak memory) from the
-                                                       #   same runs, and an accuracy-vs-cost plot
+                                                       #   GFLOPs, train images/s, eval, CRF and
+                                                       #   refinement time per image, peak
+                                                       #   memory) from the same runs, and an
+                                                       #   accuracy-vs-cost plot
+      refiners={"mini": {"cascadepsp": dict(           # optional: refinement modules the table
+          base="configs/cascadepsp.py:demo_real",      #   trains itself (one run per seed, the
+          train={"train.steps": 300})}},               #   rows' seed), for rows with `refine`
       rows=[dict(
           name="b1_avg",                    # [A-Za-z0-9_.-]+, unique: file and directory names
           label="+B1+AVE",                  # optional display name (default: name)
@@ -50,6 +54,11 @@ A table file is a Python module with one dict, `TABLE`:
           recompute_bn=True,                # optional: `psp-jax recompute-bn` after training and
                                             #   before the row's evaluation (SegNet's protocol);
                                             #   rows sharing a training run must agree on it
+          refine="cascadepsp",              # optional: a refiner of the table's `refiners`; the
+                                            #   row's evaluation refines every predicted class
+                                            #   with that seed's refiner run (eval.refine.*:
+                                            #   psp_jax/evaluate/post_steps.py), metrics
+                                            #   'refine.mIoU' etc.
       ), ...],
   )
 
@@ -74,10 +83,12 @@ CHECKPOINTS = ("latest", "best")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _TABLE_KEYS = {"title", "notes", "base", "train", "eval", "seeds", "metrics", "metric_labels", "scale",
                "checkpoint", "split", "paper_source", "rows", "claims", "lower_is_better",
-               "costs"}
+               "costs", "refiners"}
 _CLAIM_KEYS = {"better", "than", "metric"}
 _CLAIM_OPTIONAL = {"than_metric"}
-_ROW_KEYS = {"name", "label", "train", "eval", "at", "scales", "paper", "blocked", "base", "recompute_bn"}
+_ROW_KEYS = {"name", "label", "train", "eval", "at", "scales", "paper", "blocked", "base", "recompute_bn",
+             "refine"}
+_REFINER_KEYS = {"base", "train"}
 
 
 class TableError(ValueError):
@@ -95,6 +106,15 @@ class Row:
   blocked: str = ""
   base: str = ""  # the row's base config FILE:NAME (the table's when it names none)
   recompute_bn: bool = False  # recompute BN statistics between training and evaluation
+  refine: str = ""  # the name of the table's refiner whose run refines this row's predictions
+
+
+@dataclasses.dataclass(frozen=True)
+class Refiner:
+  """A refinement module the table trains (one run per seed) for its rows with `refine`."""
+  name: str
+  base: str
+  train: dict[str, Any]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +136,13 @@ class Table:
   claims: tuple[dict, ...] = ()
   lower_is_better: tuple[str, ...] = ()
   costs: bool = False
+  refiners: tuple[Refiner, ...] = ()
+
+  def refiner(self, name: str) -> Refiner:
+    for refiner in self.refiners:
+      if refiner.name == name:
+        return refiner
+    raise KeyError(name)
 
   @property
   def stem(self) -> str:
@@ -169,8 +196,26 @@ def _config_spec(path, where: str, value) -> str:
   return value
 
 
+def _refiners(path, raw, scale: str) -> dict[str, "Refiner"]:
+  """The table's refiners at `scale`: {name: Refiner}."""
+  at = _per_scale(path, "'refiners'", raw, required=False).get(scale) or {}
+  if not isinstance(at, Mapping):
+    _fail(path, f"refiners[{scale!r}]", f"must be a dict name -> dict(base=..., train={{...}}), got {at!r}")
+  out = {}
+  for name, spec in at.items():
+    where = f"refiners[{scale!r}][{name!r}]"
+    if not isinstance(name, str) or not _NAME.match(name):
+      _fail(path, where, "the name must match [A-Za-z0-9_.-]+ (it names a run directory)")
+    if not isinstance(spec, Mapping) or "base" not in spec or set(spec) - _REFINER_KEYS:
+      _fail(path, where, f"must be dict(base='FILE.py:NAME'[, train={{...}}]), got {spec!r}")
+    out[name] = Refiner(name=name, base=_config_spec(path, f"{where} 'base'", spec["base"]),
+                        train=_check_overrides(path, f"{where} 'train'", spec.get("train"),
+                                               eval_only=False))
+  return out
+
+
 def _row(path, index: int, raw, scale: str, table_train: dict, table_eval: dict,
-         metrics: tuple[str, ...], table_base: str) -> Row | None:
+         metrics: tuple[str, ...], table_base: str, refiners: Mapping[str, "Refiner"]) -> Row | None:
   """The row at `scale` (None when the row does not exist at that scale)."""
   if not isinstance(raw, Mapping):
     _fail(path, f"rows[{index}]", f"must be a dict, got {type(raw).__name__}")
@@ -211,13 +256,22 @@ def _row(path, index: int, raw, scale: str, table_train: dict, table_eval: dict,
   recompute_bn = raw.get("recompute_bn", False)
   if not isinstance(recompute_bn, bool):
     _fail(path, f"{where} 'recompute_bn'", f"must be True or False, got {recompute_bn!r}")
+  refine = raw.get("refine", "")
+  if not isinstance(refine, str):
+    _fail(path, f"{where} 'refine'", f"must name one of the table's refiners, got {refine!r}")
   if scale not in scales:
     return None
+  if refine and refine not in refiners and not blocked:
+    _fail(path, f"{where} 'refine'", f"refiner {refine!r} is not in the table's refiners at scale "
+          f"{scale!r} (has {sorted(refiners) or 'none'})")
+  if refine and any(k.startswith("eval.refine.checkpoint") for k in {**evals, **extra_eval}):
+    _fail(path, f"{where} 'eval'", "eval.refine.checkpoint comes from the row's `refine` run; do "
+          "not set it")
   return Row(name=name, label=str(raw.get("label") or name), base=base,
              train={**table_train, **train, **extra_train},
              eval={**table_eval, **evals, **extra_eval},
              paper={k: float(v) for k, v in paper.items()}, blocked=blocked,
-             recompute_bn=recompute_bn)
+             recompute_bn=recompute_bn, refine=refine)
 
 
 def parse_table(raw: Mapping[str, Any], path: str | pathlib.Path, scale: str) -> Table:
@@ -277,9 +331,10 @@ def parse_table(raw: Mapping[str, Any], path: str | pathlib.Path, scale: str) ->
   rows_raw = raw["rows"]
   if not isinstance(rows_raw, (list, tuple)) or not rows_raw:
     _fail(path, "'rows'", "must be a non-empty list of row dicts")
+  refiners = _refiners(path, raw.get("refiners"), scale)
   rows, seen = [], set()
   for i, r in enumerate(rows_raw):
-    row = _row(path, i, r, scale, table_train, table_eval, metrics, base[scale])
+    row = _row(path, i, r, scale, table_train, table_eval, metrics, base[scale], refiners)
     name = r["name"]
     if name in seen:
       _fail(path, f"row {name!r}", "duplicate row name")
@@ -332,7 +387,9 @@ def parse_table(raw: Mapping[str, Any], path: str | pathlib.Path, scale: str) ->
                seeds=tuple(seeds), metrics=metrics, metric_labels=dict(labels),
                value_scale=float(value_scale), checkpoint=checkpoint, split=split,
                paper_source=str(raw.get("paper_source", "")), notes=tuple(notes), rows=tuple(rows),
-               claims=tuple(claims), lower_is_better=tuple(lower), costs=costs)
+               claims=tuple(claims), lower_is_better=tuple(lower), costs=costs,
+               refiners=tuple(r for r in refiners.values()
+                              if any(row.refine == r.name and not row.blocked for row in rows)))
 
 
 def load_table(path: str | pathlib.Path, scale: str) -> Table:

@@ -22,8 +22,7 @@ from psp_jax.evaluate import cost
 from psp_jax.preprocessing import Preprocessing
 from psp_jax.evaluate.inference import InferenceSettings, SlidingWindowPredictor
 from psp_jax.evaluate.metrics import confusion_matrix, lookalike_metrics, segmentation_metrics
-from psp_jax.postprocess import CRFParams, crf_probabilities
-from psp_jax.postprocess import resolve as resolve_crf
+from psp_jax.evaluate import post_steps
 
 
 def inference_settings(eval_cfg, data_cfg) -> InferenceSettings:
@@ -42,6 +41,11 @@ def _add_confusion(cm, probs, label):
   return cm + confusion_matrix(label, pred, cm.shape[0])
 
 
+@jax.jit
+def _add_confusion_labels(cm, pred, label):
+  return cm + confusion_matrix(label, pred, cm.shape[0])
+
+
 def _sum_over_hosts(cm: np.ndarray) -> np.ndarray:
   if jax.process_count() == 1:
     return cm
@@ -51,19 +55,21 @@ def _sum_over_hosts(cm: np.ndarray) -> np.ndarray:
 
 def evaluate_images(predictor: SlidingWindowPredictor, samples, num_classes: int, *,
                     normalized: bool = True, total: int | None = None, progress: bool = True,
-                    crf: CRFParams | None = None, timings: dict | None = None):
-  """Confusion matrix of `predictor` over `samples` = iterable of (image HxWx3, label HxW).
+                    steps: Sequence[post_steps.PostStep] = (), timings: dict | None = None):
+  """Confusion matrix of `predictor` over `samples` = iterable of (index, image HxWx3,
+  label HxW), `index` the record's position in the split.
 
   Labels keep their original size; 255 counts nowhere. Summed over hosts.
-  crf: also the confusion matrix after a DenseCRF on the image-size probabilities (on the
-  image de-normalised to RGB); then returns (cm, cm_crf).
+  steps: post-processing steps (psp_jax/evaluate/post_steps.py), each run on the image-size
+  probabilities and the image de-normalised to RGB of the records it selects; then returns
+  (cm, {step.key: (cm with the step, cm without it on the same records)}).
   timings: a dict that gets each image's forward seconds (sliding windows, waited for) under
-  'forward' and its CRF seconds under 'crf'.
+  'forward' and each step's seconds under its key.
   """
   cm = jnp.zeros((num_classes, num_classes), jnp.int32)
-  cm_crf = cm
-  for image, label in tqdm(samples, total=total, desc="eval", unit="img", disable=not progress,
-                           leave=False):
+  scored = {s.key: (cm, cm) for s in steps}
+  for index, image, label in tqdm(samples, total=total, desc="eval", unit="img",
+                                  disable=not progress, leave=False):
     start = time.perf_counter()
     probs = predictor.probabilities(image, normalized=normalized)
     if timings is not None:
@@ -73,17 +79,23 @@ def evaluate_images(predictor: SlidingWindowPredictor, samples, num_classes: int
     h, w = label.shape
     padded[:h, :w] = label
     cm = _add_confusion(cm, probs, padded)
-    if crf is not None:
-      rgb = predictor.settings.preprocessing.denormalize(image) if normalized else image
+    chosen = [s for s in steps if s.runs_on(index)]
+    rgb = (predictor.settings.preprocessing.denormalize(image) if normalized else image) if chosen else None
+    for step in chosen:
       start = time.perf_counter()
-      refined = crf_probabilities(rgb, probs[:h, :w], crf)
+      out = step.apply(rgb, probs[:h, :w])
+      out = jnp.asarray(out).block_until_ready()  # its time, not its dispatch
       if timings is not None:
-        refined.block_until_ready()  # its time, not its dispatch
-        timings.setdefault("crf", []).append(time.perf_counter() - start)
-      cm_crf = _add_confusion(cm_crf, refined, label)
-  if crf is not None:
-    return _sum_over_hosts(np.asarray(cm)), _sum_over_hosts(np.asarray(cm_crf))
-  return _sum_over_hosts(np.asarray(cm))
+        timings.setdefault(step.key, []).append(time.perf_counter() - start)
+      with_step, without = scored[step.key]
+      add = _add_confusion_labels if out.ndim == 2 else _add_confusion
+      scored[step.key] = (add(with_step, out.astype(jnp.int32) if out.ndim == 2 else out, label),
+                          _add_confusion(without, probs[:h, :w], label))
+  cm = _sum_over_hosts(np.asarray(cm))
+  if steps:
+    return cm, {k: (_sum_over_hosts(np.asarray(a)), _sum_over_hosts(np.asarray(b)))
+                for k, (a, b) in scored.items()}
+  return cm
 
 
 def local_image_count(max_images: int, process_index: int, process_count: int) -> int | None:
@@ -95,7 +107,7 @@ def local_image_count(max_images: int, process_index: int, process_count: int) -
 
 
 def _eval_samples(data_cfg, split: str, max_images: int | None):
-  """(image, label) pairs of this process's share of the split's first max_images records."""
+  """(index, image, label) triples of this process's share of the split's first max_images records."""
   from psp_jax.data import eval_iterator  # pylint: disable=import-outside-toplevel
   limit = local_image_count(max_images or 0, jax.process_index(), jax.process_count())
   seen = 0
@@ -106,7 +118,9 @@ def _eval_samples(data_cfg, split: str, max_images: int | None):
       if limit is not None and seen >= limit:
         return
       h, w = int(batch["height"][i]), int(batch["width"][i])
-      yield batch["image"][i, :h, :w], batch["label"][i, :h, :w]
+      # this process reads records p, p + P, ...: the record's index in the split
+      yield (jax.process_index() + seen * jax.process_count(), batch["image"][i, :h, :w],
+             batch["label"][i, :h, :w])
       seen += 1
 
 
@@ -130,13 +144,12 @@ def evaluate_split(model: nn.Module, variables: Any, config, *, workdir: str | N
   n = len(dataset.sources[split])
   total = min(n, max_images) if max_images else n
   start = time.time()
-  crf_spec = config.eval.get("crf", "")
-  crf = resolve_crf(crf_spec) if crf_spec else None
+  steps = post_steps.from_config(config.eval, total)
   timings: dict = {}
   cm = evaluate_images(predictor, _eval_samples(config.data, split, max_images), num_classes,
                        total=local_image_count(total, jax.process_index(), jax.process_count()),
-                       progress=progress, crf=crf, timings=timings)
-  cm, cm_crf = cm if crf is not None else (cm, None)
+                       progress=progress, steps=steps, timings=timings)
+  cm, scored = cm if steps else (cm, {})
   if not cm.any():
     raise ValueError(f"evaluating split {split!r} ({total} images, eval.max_images={max_images}) "
                      "counted no labelled pixel: every label is the ignore label, so the confusion "
@@ -151,18 +164,32 @@ def evaluate_split(model: nn.Module, variables: Any, config, *, workdir: str | N
   metrics.update(protocol=protocol, split=split, images=total, step=step,
                  seconds=round(time.time() - start, 2), confusion_matrix=cm.tolist(),
                  cost=evaluation_cost(forward, variables, settings, timings))
-  if crf is not None:  # the numbers above are without the CRF; these with it
-    with_crf = segmentation_metrics(cm_crf, names)
-    metrics["crf"] = dict(setting=str(crf_spec), params=crf.to_dict(),
-                          confusion_matrix=cm_crf.tolist(),
-                          **{k: with_crf[k] for k in ("mIoU", "mAcc", "aAcc", "per_class")})
-    if groups:
-      metrics["crf"].update(lookalike_metrics(cm_crf, names, groups))
+  for post in steps:  # the numbers above are without the steps; these with each
+    cm_with, cm_without = scored[post.key]
+    metrics[post.key] = step_metrics(post, cm_with, cm_without, names, groups, total)
   if workdir is not None and jax.process_index() == 0:
     reports.write_reports(metrics, pathlib.Path(workdir) / "eval",
                           f"{split}_step{step if step is not None else 'final'}",
                           metrics_markdown(reports.clean(metrics), f"Evaluation: {split} (step {step})"))
   return metrics
+
+
+def step_metrics(step: post_steps.PostStep, cm_with: np.ndarray, cm_without: np.ndarray,
+                 names: Sequence[str], groups, total: int) -> dict:
+  """A step's entry: what ran, the metrics with it, and on a subset of the split also the
+  metrics without it on the same images ('without'), the pair its gain is read from."""
+  scores = segmentation_metrics(cm_with, names)
+  out = dict(step.describe, images=total if step.images is None else len(step.images),
+             confusion_matrix=cm_with.tolist(),
+             **{k: scores[k] for k in ("mIoU", "mAcc", "aAcc", "per_class")})
+  if groups:
+    out.update(lookalike_metrics(cm_with, names, groups))
+  if step.images is not None:
+    base = segmentation_metrics(cm_without, names)
+    out["without"] = {k: base[k] for k in ("mIoU", "mAcc", "aAcc")}
+    if groups:
+      out["without"].update(lookalike_metrics(cm_without, names, groups))
+  return out
 
 
 def evaluation_cost(forward, variables, settings: InferenceSettings, timings: dict) -> dict:
@@ -173,8 +200,9 @@ def evaluation_cost(forward, variables, settings: InferenceSettings, timings: di
              gflops_per_window=round(cost.forward_gflops(forward, variables, settings.crop_size), 4),
              window=list(settings.crop_size), window_batch=settings.window_batch,
              forward_ms_per_image=cost.median_ms(timings.get("forward", [])))
-  if timings.get("crf"):
-    out["crf_ms_per_image"] = cost.median_ms(timings["crf"], skip_first=False)
+  for key in ("crf", "refine"):
+    if timings.get(key):
+      out[f"{key}_ms_per_image"] = cost.median_ms(timings[key], skip_first=False)
   return out
 
 
@@ -192,12 +220,18 @@ def metrics_markdown(metrics: dict, title: str) -> str:
     lines += ["", f"Look-alike classes (data.lookalike_groups): mIoU {pct(metrics['lookalike_mIoU'])}, "
               f"called by their twin {pct(metrics['twin_rate'])}% of their pixels ("
               + ", ".join(f"{k} {pct(v)}" for k, v in metrics["twins"].items()) + ")"]
-  if metrics.get("crf"):
-    c = metrics["crf"]
-    lines += ["", f"With DenseCRF `{c['setting']}` ({c['params']}):", "",
+  for key, title, name in (("crf", "DenseCRF", "CRF"), ("refine", "refinement", "refinement")):
+    c = metrics.get(key)
+    if not c:
+      continue
+    base = c.get("without", metrics)
+    on = ("every image" if "without" not in c
+          else f"{c['images']} evenly spaced images of the split; 'without' on the same images")
+    lines += ["", f"With {title} `{c['setting']}`" + (f" ({c['params']})" if "params" in c else "")
+              + f", on {on}:", "",
               "| | mIoU | mAcc | aAcc |", "|---|---:|---:|---:|",
-              f"| without CRF | {pct(metrics['mIoU'])} | {pct(metrics['mAcc'])} | {pct(metrics['aAcc'])} |",
-              f"| with CRF | {pct(c['mIoU'])} | {pct(c['mAcc'])} | {pct(c['aAcc'])} |"]
+              f"| without {name} | {pct(base['mIoU'])} | {pct(base['mAcc'])} | {pct(base['aAcc'])} |",
+              f"| with {name} | {pct(c['mIoU'])} | {pct(c['mAcc'])} | {pct(c['aAcc'])} |"]
   if metrics.get("absent_classes"):
     lines += ["", "Classes absent from both labels and predictions (excluded from the means): "
               + ", ".join(metrics["absent_classes"])]

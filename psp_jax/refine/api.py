@@ -132,11 +132,13 @@ class Refiner:
     return RefineResult(probability=prob, soft=soft, mask=soft > 127, info=info)
 
   def refine_labels(self, image, labels, fast: bool = False, L: int = 900, *,
-                    background: int = 0, stages: str | None = None, color_order: str = "RGB",
+                    background: int | None = 0, stages: str | None = None, color_order: str = "RGB",
                     return_probabilities: bool = False):
     """Refine a multi-class label map (H, W) of integers: every class other than `background`
     present is refined as a binary mask; each pixel takes the class of highest refined
-    probability when that probability is >= 0.5, else `background`. Returns the label map
+    probability when that probability is >= 0.5, else `background`. background=None (semantic
+    segmentation, where every class is an object: CamVid, ADE20K): every class present is
+    refined, and a pixel no refined class claims keeps its input label. Returns the label map
     (the input's dtype), and with return_probabilities=True also {class: probability}."""
     image = masks.check_image(image, "image", color_order)
     labels = masks.to_labels(labels, "labels", image.shape)
@@ -146,7 +148,7 @@ class Refiner:
     for c in classes:
       prob, _ = self.cascade.run(image, labels == c, L, stages)
       probs[c] = np.asarray(prob)
-    out = np.full(labels.shape, background, labels.dtype)
+    out = labels.copy() if background is None else np.full(labels.shape, background, labels.dtype)
     if classes:
       stack = np.stack([probs[c] for c in classes])
       best = stack.argmax(0)

@@ -6,6 +6,7 @@ are a known function of the seed and the overrides, so no training happens.
 """
 from __future__ import annotations
 
+import io
 import json
 import pathlib
 import textwrap
@@ -90,7 +91,18 @@ class FakePspJax:
       (workdir / "fake_recomputed").write_text("1")
     else:
       assert (workdir / "train_result.json").exists(), "evaluated before training finished"
+      refiner = flag(command, "--config.eval.refine.checkpoint")
+      if refiner is not None:
+        assert (pathlib.Path(refiner) / "train_result.json").exists(), "refined before the refiner trained"
       out = pathlib.Path(flag(command, "--output"))
       out.parent.mkdir(parents=True, exist_ok=True)
       out.write_text(json.dumps(fake_metrics(command)))
     return 0
+
+
+def run_plan(plan, fake):
+  """Run `plan` with the fake executor: (runner Summary, console output)."""
+  from psp_jax.ablate import runner  # pylint: disable=import-outside-toplevel
+  out = io.StringIO()
+  summary = runner.Runner(plan, execute_fn=fake, out=out).run()
+  return summary, out.getvalue()

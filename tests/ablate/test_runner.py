@@ -1,11 +1,10 @@
 """The runner: finished runs are skipped, interrupted ones rerun (and so resume), failures are
 reported and recorded while the other rows go on. The subprocess is a fake (no training)."""
-import io
 import json
 
 import pytest
 
-from ablate_fixtures import TABLE_TEXT, FakePspJax, flag, write_table
+from ablate_fixtures import TABLE_TEXT, FakePspJax, flag, run_plan, write_table
 
 from psp_jax.ablate import cli, plan as plan_lib, runner
 from psp_jax.ablate.table import TableError, load_table
@@ -15,10 +14,7 @@ def _plan(tmp_path):
   return plan_lib.make_plan(load_table(write_table(tmp_path), "mini"), tmp_path / "w")
 
 
-def _run(plan, fake):
-  out = io.StringIO()
-  summary = runner.Runner(plan, execute_fn=fake, out=out).run()
-  return summary, out.getvalue()
+_run = run_plan
 
 
 def test_everything_runs_once_then_nothing_reruns(tmp_path):

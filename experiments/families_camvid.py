@@ -75,10 +75,18 @@ TABLE = dict(
                   "61.6 (U: from the ICNet paper's table)"),
     notes=[
         "mini: 120x160 CamVid (a third of 360x480), 300 steps of batch 8 from scratch, every "
-        "network narrow (widths 4-16) so the 14 runs fit in about half an hour on 2 CPU cores; "
-        "compare how the rows order, not the values, with the papers' full-size networks.",
-        f"DenseCRF for every row: `{CRF}` on the image at the evaluated size (one setting for all "
-        "rows, not tuned per family).",
+        "network narrow (widths 4-16): the seven families' 14 runs take about half an hour on 2 "
+        "CPU cores, and the CascadePSP row about 18 minutes a seed more (its refiner: 600 "
+        "steps, one per seed, 14-16 min; refining 25 images, 3.5 min); `--rows` without "
+        "`pspnet_cascadepsp` leaves it out; compare how the rows "
+        "order, not the values, with the papers' full-size networks.",
+        f"DenseCRF for every row: `{CRF}` on the 360x480 image (one setting for all rows, not "
+        f"tuned per family), on {CRF_IMAGES} evenly spaced val images (eval.crf_images: it costs "
+        "about a second per image here); the `mIoU, 25 images` column is the same model without "
+        "the CRF on those images, the pair the CRF's gain is read from.",
+        "CascadePSP on top (`pspnet_cascadepsp`): PSPNet's runs, every predicted class refined by "
+        "a refinement module trained on CamVid train objects (configs/cascadepsp.py:demo_real, "
+        "600 steps from scratch), on the same 25 images at L=480.",
         "SegNet's recipe recomputes BatchNorm statistics over the training set before testing: "
         "the SegNet rows run `psp-jax recompute-bn` (one epoch of the training pipeline) after "
         "training (recompute_bn=True); the other families test with their running statistics, "

@@ -56,7 +56,7 @@ def segmentation_eval(crop: tuple[int, int], base_size: int | None,
       crf="",  # a DenseCRF preset, or "NAME:key=value,...": also evaluate after the CRF
       crf_images=0,  # the CRF on N evenly spaced images (0: all), scored against no CRF on them
       # CascadePSP on top: every predicted class refined by the 'cascadepsp' checkpoint
-      # (a training workdir); psp_jax/evaluate/post_steps.py
+      # (a training workdir); psp_jax/refine/on_segmentation.py
       refine=dict(checkpoint="", L=900, stages="global+local", images=0)))
 
 

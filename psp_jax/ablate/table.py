@@ -57,7 +57,7 @@ A table file is a Python module with one dict, `TABLE`:
           refine="cascadepsp",              # optional: a refiner of the table's `refiners`; the
                                             #   row's evaluation refines every predicted class
                                             #   with that seed's refiner run (eval.refine.*:
-                                            #   psp_jax/evaluate/post_steps.py), metrics
+                                            #   psp_jax/refine/on_segmentation.py), metrics
                                             #   'refine.mIoU' etc.
       ), ...],
   )

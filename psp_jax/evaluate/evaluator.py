@@ -126,10 +126,13 @@ def _eval_samples(data_cfg, split: str, max_images: int | None):
 
 def evaluate_split(model: nn.Module, variables: Any, config, *, workdir: str | None = None,
                    step: int | None = None, split: str | None = None,
-                   class_names: Sequence[str] | None = None, progress: bool = True) -> dict:
+                   class_names: Sequence[str] | None = None, progress: bool = True,
+                   steps: Sequence[post_steps.PostStep] | None = None) -> dict:
   """Sliding-window evaluation of `model` on `config.data` split `split` (default
   config.eval.split). Returns the metrics dict of `segmentation_metrics` plus 'protocol',
-  'split', 'images', 'step', 'seconds'; writes JSON and Markdown reports when `workdir`."""
+  'split', 'images', 'step', 'seconds'; writes JSON and Markdown reports when `workdir`.
+  steps: the post-processing steps to score as well (default: post_steps.from_config, the
+  DenseCRF of eval.crf; the segmentation task adds CascadePSP for eval.refine.*)."""
   from psp_jax.data import open_dataset  # pylint: disable=import-outside-toplevel
   split = split or config.eval.get("split", "validation")
   dataset = open_dataset(config.data)
@@ -144,7 +147,13 @@ def evaluate_split(model: nn.Module, variables: Any, config, *, workdir: str | N
   n = len(dataset.sources[split])
   total = min(n, max_images) if max_images else n
   start = time.time()
-  steps = post_steps.from_config(config.eval, total)
+  if steps is None:
+    refine = config.eval.get("refine")
+    if refine is not None and refine.get("checkpoint", ""):
+      raise ValueError("eval.refine.checkpoint is set: pass its step (psp_jax.refine."
+                       "on_segmentation.segmentation_steps(config.eval)) as steps=")
+    steps = post_steps.from_config(config.eval)
+  steps = [s.for_split(total) for s in steps]
   timings: dict = {}
   cm = evaluate_images(predictor, _eval_samples(config.data, split, max_images), num_classes,
                        total=local_image_count(total, jax.process_index(), jax.process_count()),

@@ -63,8 +63,9 @@ def evaluate_during_training(model, variables, config, mesh, workdir, step) -> d
   """The whole evaluation split, sliding windows (psp_jax.evaluate.evaluator.evaluate_split)."""
   del mesh  # the evaluator runs on this process's devices
   from psp_jax.evaluate.evaluator import evaluate_split  # pylint: disable=import-outside-toplevel
+  from psp_jax.refine.on_segmentation import segmentation_steps  # pylint: disable=import-outside-toplevel
   return evaluate_split(model, local_copy(variables), config, workdir=workdir, step=step,
-                        progress=jax.process_index() == 0)
+                        progress=jax.process_index() == 0, steps=segmentation_steps(config.eval))
 
 
 class PredictionLogger:
@@ -163,10 +164,12 @@ def evaluate_checkpoint(config, workdir: str | pathlib.Path, *, checkpoint: str 
   written to workdir/eval/. Returns (metrics, the Markdown table)."""
   from psp_jax import checkpoint as ckpt_lib  # pylint: disable=import-outside-toplevel
   from psp_jax.evaluate.evaluator import evaluate_split, metrics_markdown  # pylint: disable=import-outside-toplevel
+  from psp_jax.refine.on_segmentation import segmentation_steps  # pylint: disable=import-outside-toplevel
   workdir = pathlib.Path(workdir)
   path = workdir / "checkpoints_best" if checkpoint == "best" else workdir
   model, variables = ckpt_lib.load(path)
   _, step = ckpt_lib.resolve(path)
-  metrics = evaluate_split(model, variables, config, workdir=str(workdir), step=step, split=split)
+  metrics = evaluate_split(model, variables, config, workdir=str(workdir), step=step, split=split,
+                           steps=segmentation_steps(config.eval))
   title = f"{checkpoint} checkpoint (step {step}), split {metrics['split']}"
   return metrics, metrics_markdown(metrics, title)

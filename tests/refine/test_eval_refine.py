@@ -15,6 +15,7 @@ from psp_jax.evaluate.inference import InferenceSettings, SlidingWindowPredictor
 from psp_jax.evaluate.metrics import segmentation_metrics
 from psp_jax.preprocessing import Preprocessing
 from psp_jax.refine.api import Refiner
+from psp_jax.refine.on_segmentation import segmentation_steps
 
 
 class Linear(nn.Module):
@@ -59,7 +60,10 @@ def test_evaluate_split_scores_the_refined_prediction(tmp_path, tiny_ckpt):
       refine=dict(checkpoint=tiny_ckpt, L=64, stages="global", images=2))))
   model = Linear()
   variables = model.init(jax.random.key(0), jnp.zeros((1, 1, 1, 3)))
-  metrics = evaluate_split(model, variables, cfg, workdir=str(tmp_path), step=2, progress=False)
+  with pytest.raises(ValueError, match="eval.refine.checkpoint is set: pass its step"):
+    evaluate_split(model, variables, cfg, progress=False)  # the evaluate layer cannot make it
+  metrics = evaluate_split(model, variables, cfg, workdir=str(tmp_path), step=2, progress=False,
+                           steps=segmentation_steps(cfg.eval))
   refined = metrics["refine"]
   assert refined["images"] == 2 and refined["checkpoint"] == tiny_ckpt and refined["L"] == 64
   assert metrics["cost"]["refine_ms_per_image"] > 0 and "crf" not in metrics
@@ -90,4 +94,4 @@ def test_evaluate_split_scores_the_refined_prediction(tmp_path, tiny_ckpt):
   assert "| with refinement |" in report and "2 evenly spaced images" in report
   cfg.eval.refine.checkpoint = str(tmp_path / "nothing")
   with pytest.raises((ValueError, FileNotFoundError), match="nothing"):
-    evaluate_split(model, variables, cfg, progress=False)
+    segmentation_steps(cfg.eval)

@@ -76,15 +76,28 @@ def main() -> None:
   parser.add_argument("--pointwise-dot-grad-min-weights", type=int, default=None,
                       help="set ops.POINTWISE_DOT_GRAD_MIN_WEIGHTS (0: 1x1 gradients as XLA's "
                            "convolution gradients, the state before that rewrite)")
+  parser.add_argument("--pointwise-dot-min-weights", type=int, default=None,
+                      help="set ops.POINTWISE_DOT_MIN_WEIGHTS (0: large 1x1 convolutions keep XLA's "
+                           "convolution forward, the state before that rewrite)")
+  parser.add_argument("--materialize-min-channels", type=int, default=None,
+                      help="set ops.MATERIALIZE_MIN_CHANNELS (0: residual block outputs are not "
+                           "materialized, the state before that rewrite)")
+  parser.add_argument("--before", action="append", default=[], metavar="NAME=INT",
+                      help="with --torch: also time our network with these ops switches (e.g. "
+                           "MATERIALIZE_MIN_CHANNELS=0; repeatable) in the same rounds (before, "
+                           "ours, torch), and report the gain ours/before side by side")
   args = parser.parse_args()
-  if args.pointwise_dot_grad_min_weights is not None:
-    from psp_jax.models import ops  # pylint: disable=import-outside-toplevel
-    ops.POINTWISE_DOT_GRAD_MIN_WEIGHTS = args.pointwise_dot_grad_min_weights
-  if args.torch:
-    return against_torch(args)
-  if args.what == "train_step":
+  if args.before and not args.torch:
+    parser.error("--before needs --torch")
+  if args.what == "train_step" and not args.torch:  # before jax is imported
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                                f" --xla_force_host_platform_device_count={args.devices}")
+  from psp_jax.models import ops  # pylint: disable=import-outside-toplevel
+  for name in ("pointwise_dot_grad_min_weights", "pointwise_dot_min_weights", "materialize_min_channels"):
+    if getattr(args, name) is not None:
+      setattr(ops, name.upper(), getattr(args, name))
+  if args.torch:
+    return against_torch(args)
   import jax
   import jax.numpy as jnp
   import numpy as np
@@ -121,6 +134,37 @@ def main() -> None:
   print(f"  first call (compile + run): {compile_s:.2f} s")
   print(f"  median of {args.repeats}: {med:.3f} s   (all: {', '.join(f'{x:.3f}' for x in times)})")
   sys.stdout.flush()
+
+
+def _parse_switches(items: list[str]) -> dict[str, int]:
+  """--before NAME=INT items -> {NAME: INT}, NAME a rewrite switch of psp_jax.models.ops."""
+  from psp_jax.models import ops  # pylint: disable=import-outside-toplevel
+  switches = {}
+  for item in items:
+    name, sep, value = item.partition("=")
+    if not sep or not name.isupper() or not isinstance(getattr(ops, name, None), int) \
+        or not value.strip().isdigit():
+      raise SystemExit(f"--before {item!r}: expected NAME=INT, NAME an integer switch of "
+                       "psp_jax/models/ops.py (e.g. MATERIALIZE_MIN_CHANNELS)")
+    switches[name] = int(value)
+  return switches
+
+
+class _switched:
+  """Context: psp_jax.models.ops switches set to `values` (restored after; read at trace time)."""
+
+  def __init__(self, values: dict[str, int]):
+    from psp_jax.models import ops  # pylint: disable=import-outside-toplevel
+    self.ops, self.values, self.saved = ops, values, {}
+
+  def __enter__(self):
+    for name, value in self.values.items():
+      self.saved[name] = getattr(self.ops, name)
+      setattr(self.ops, name, value)
+
+  def __exit__(self, *exc):
+    for name, value in self.saved.items():
+      setattr(self.ops, name, value)
 
 
 def _torch_train_step(net, classes: int):
@@ -181,10 +225,16 @@ def against_torch(args) -> None:
   rng = np.random.default_rng(0)
   images = rng.normal(size=(batch, size, size, 3)).astype(np.float32)
   xt = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+  before = _parse_switches(args.before)
   if forward:
     fwd = jax.jit(lambda v, x: model.apply(v, x, train=False))
     xj = jnp.asarray(images)
     ours_fn = lambda: fwd(variables, xj).block_until_ready()  # noqa: E731
+    if before:
+      fwd_before = jax.jit(lambda v, x: model.apply(v, x, train=False))
+      with _switched(before):
+        fwd_before(variables, xj).block_until_ready()  # traced (and compiled) with the switches
+      before_fn = lambda: fwd_before(variables, xj).block_until_ready()  # noqa: E731
 
     def torch_fn():
       with torch.no_grad():
@@ -192,6 +242,11 @@ def against_torch(args) -> None:
     what = f"eval forward {batch}x{size}x{size}"
   else:
     labels = rng.integers(0, args.classes, size=(batch, size, size)).astype(np.int32)
+    if before:  # its own copy of the state: the step donates it
+      with _switched(before):
+        before_fn = our_train_step(model, jax.tree.map(jnp.copy, variables), images, labels,
+                                   args.classes, 1)
+        before_fn()
     ours_fn = our_train_step(model, variables, images, labels, args.classes, 1)
     tstep = _torch_train_step(net, args.classes)
     yt = torch.from_numpy(labels.astype(np.int64))
@@ -207,15 +262,20 @@ def against_torch(args) -> None:
     print(f"largest difference of the logits, relative to their largest value: {err:.1e}")
     if err > 1e-3:
       raise SystemExit(f"ours and torch disagree (relative error {err:.1e})")
-  ours, theirs = [], []
+  ours, theirs, befores = [], [], []
   for k in range(args.pairs):
+    if before:
+      t = time.perf_counter()
+      before_fn()
+      befores.append(time.perf_counter() - t)
     t = time.perf_counter()
     ours_fn()
     ours.append(time.perf_counter() - t)
     t = time.perf_counter()
     torch_fn()
     theirs.append(time.perf_counter() - t)
-    print(f"pair {k}: ours {ours[-1]:.3f} s, torch {theirs[-1]:.3f} s", flush=True)
+    head = f"before {befores[-1]:.3f} s, " if before else ""
+    print(f"pair {k}: {head}ours {ours[-1]:.3f} s, torch {theirs[-1]:.3f} s", flush=True)
   ratios = [b / a for a, b in zip(ours, theirs)]
   cpu, flags = cpu_description()
   print(f"PSPNet-{args.depth} ({args.classes} classes), {what}; CPU {cpu} ({os.cpu_count()} cores; "
@@ -226,6 +286,14 @@ def against_torch(args) -> None:
   print(f"  ours median {statistics.median(ours):.3f} s, torch median {statistics.median(theirs):.3f} s; "
         f"torch/ours, median of {args.pairs} interleaved pairs: {statistics.median(ratios):.2f} "
         f"(range {min(ratios):.2f}-{max(ratios):.2f}; > 1: ours faster)")
+  if before:
+    gains = [a / b for a, b in zip(befores, ours)]
+    vs_torch = [b / a for a, b in zip(befores, theirs)]
+    print(f"  before ({' '.join(args.before)}): median {statistics.median(befores):.3f} s; "
+          f"torch/before {statistics.median(vs_torch):.2f} (range {min(vs_torch):.2f}-"
+          f"{max(vs_torch):.2f}); gain before/ours, median of {args.pairs} rounds: "
+          f"{statistics.median(gains):.3f} (range {min(gains):.2f}-{max(gains):.2f}; > 1: the "
+          "rewrites help)")
 
 
 if __name__ == "__main__":

@@ -254,6 +254,19 @@ def make_checkpoint(directory: pathlib.Path, official: str | None, windows: str 
 
 # ----------------------------------------------------------------------------- driver
 
+def _parse_ops(items: list[str]) -> dict[str, int]:
+  """--ops NAME=INT items -> {NAME: INT}; a name psp_jax.models.ops does not define is refused."""
+  switches = {}
+  known = ("CONV_SPLIT_MIN_CHANNELS", "CONV_SPLIT_CHUNK", "POINTWISE_DOT_GRAD_MIN_WEIGHTS",
+           "POINTWISE_DOT_MIN_WEIGHTS", "MATERIALIZE_MIN_CHANNELS")
+  for item in items:
+    name, sep, value = item.partition("=")
+    if not sep or name not in known or not value.strip().isdigit():
+      raise SystemExit(f"--ops {item!r}: expected NAME=INT with NAME one of {', '.join(known)}")
+    switches[name] = int(value)
+  return switches
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -277,6 +290,10 @@ def main() -> None:
                       help="with --official: also time both in one process, warm, in N "
                            "interleaved pairs, and report the median of official/ours")
   parser.add_argument("--out", default=None, help="write the results as JSON here")
+  parser.add_argument("--ops", action="append", default=[], metavar="NAME=INT",
+                      help="set a rewrite switch of psp_jax.models.ops in our workers, e.g. "
+                           "--ops POINTWISE_DOT_MIN_WEIGHTS=0 (repeatable; the state before a "
+                           "rewrite)")
   # worker mode (internal)
   parser.add_argument("--worker", choices=["jax", "official", "pair"], default=None,
                       help=argparse.SUPPRESS)
@@ -286,7 +303,13 @@ def main() -> None:
   parser.add_argument("--mode", help=argparse.SUPPRESS)
   parser.add_argument("--save-prob", help=argparse.SUPPRESS)
   args = parser.parse_args()
+  switches = _parse_ops(args.ops)
   if args.worker:
+    if switches and args.worker in ("jax", "pair"):
+      sys.path.insert(0, str(ROOT))
+      from psp_jax.models import ops  # pylint: disable=import-outside-toplevel
+      for name, value in switches.items():
+        setattr(ops, name, value)
     result = {"jax": worker_jax, "official": worker_official, "pair": worker_pair}[args.worker](args)
     print("RESULT " + json.dumps(result), flush=True)
     return
@@ -319,6 +342,8 @@ def main() -> None:
             cmd += ["--dtype", args.dtype]
           if args.bucket:
             cmd += ["--bucket", args.bucket]
+          for item in args.ops:
+            cmd += ["--ops", item]
           if args.compile_cache and impl == "jax":
             cmd += ["--compile-cache", args.compile_cache]
           if impl in ("official", "pair"):

@@ -1,5 +1,6 @@
-"""Spatial ops with PyTorch's exact semantics (bilinear resize, adaptive pooling), and the
-convolution the layers call (`conv_general_dilated`: XLA's, rewritten where a shape runs faster).
+"""Spatial ops with PyTorch's exact semantics (bilinear resize, adaptive pooling), the
+convolution the layers call (`conv_general_dilated`: XLA's, rewritten where a shape runs faster)
+and `materialize` (a value XLA's CPU fusion must not recompute).
 
 `jax.image.resize` implements only the half-pixel ("align_corners=False") convention and
 antialiases when shrinking; PyTorch checkpoints were trained with `F.interpolate(...,
@@ -19,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-# The switches for the convolution rewrites, all read when a model is traced (JAX caches traces,
+# The switches for the rewrites, all read when a model is traced (JAX caches traces,
 # so set them before the first call). experiments/benchmark_layers.py --rewrites measures the
 # forward of each, experiments/benchmark_core.py train_step --torch the train step (with
 # --pointwise-dot-grad-min-weights 0 for the state before the second); the numbers are in
@@ -34,11 +35,24 @@ from jax import lax
 # matrix products (dx = dy . W^T, dW = x^T . dy over all pixels): XLA's CPU convolution
 # computes large 1x1 weight gradients several times slower than the same product as a dot.
 #
-# Both thresholds keep every narrow (mini-scale) model on the plain convolution, bit for bit, so
-# the committed mini tables rerun to the same digits. 0 turns a rewrite off.
+# POINTWISE_DOT_MIN_WEIGHTS: such a 1x1 convolution is one matrix product forward too (its
+# gradients are then dots by autodiff, so it takes precedence over the rule above, which remains
+# for the forward bits of XLA's convolution when this one is 0). In ad-hoc A/B runs PSPNet-50's
+# forward ran 1.02-1.09x faster with it, the train step unchanged.
+#
+# MATERIALIZE_MIN_CHANNELS: residual blocks whose output has at least this many channels write it
+# to memory once (`materialize`). XLA's CPU fusion otherwise recomputes the residual stream (BN,
+# add, ReLU of every earlier block of the stage) inside each transpose the weight gradients need:
+# PSPNet-50's train step spent 1.04 of 6.5 s of operation time in such transposes, 0.49 s after.
+# Both together, side by side: experiments/speed_rewrites.sh, results/speed_rewrites_*.md.
+#
+# All thresholds keep every narrow (mini-scale) model on the plain path, bit for bit, so the
+# committed mini tables rerun to the same digits. 0 turns a rewrite off.
 CONV_SPLIT_MIN_CHANNELS = 2048
 CONV_SPLIT_CHUNK = 512
 POINTWISE_DOT_GRAD_MIN_WEIGHTS = 512 * 512
+POINTWISE_DOT_MIN_WEIGHTS = 512 * 512
+MATERIALIZE_MIN_CHANNELS = 1024
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
 _NHWC_SPECS = ((0, 3, 1, 2), (3, 2, 0, 1), (0, 3, 1, 2))  # their lhs, rhs and out specs
@@ -58,8 +72,12 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
   channels = lhs.shape[in_lhs]
   spatial = math.prod(rhs.shape[d] for d in dn.rhs_spec[2:])
   plain_groups = feature_group_count == 1 and batch_group_count == 1
-  if _pointwise_dot_grad_applies(lhs, rhs, window_strides, padding, lhs_dilation, dn,
-                                 plain_groups, preferred_element_type):
+  pointwise = functools.partial(_pointwise_applies, lhs, rhs, window_strides, padding, lhs_dilation,
+                                dn, plain_groups, preferred_element_type)
+  if pointwise(POINTWISE_DOT_MIN_WEIGHTS):  # a matrix product both ways
+    sh, sw = window_strides
+    return jnp.einsum("nhwc,co->nhwo", lhs[:, ::sh, ::sw], rhs[0, 0], precision=precision)
+  if pointwise(POINTWISE_DOT_GRAD_MIN_WEIGHTS):
     # Under shard_map a replicated kernel meets a per-device input: make the kernel varying
     # first (as JAX does for the plain convolution), so its gradient is summed over the devices
     # outside the custom gradient, by that cast's transpose.
@@ -76,14 +94,16 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
   return functools.reduce(operator.add, parts)
 
 
-def _pointwise_dot_grad_applies(lhs, rhs, strides, padding, lhs_dilation, dn, plain_groups,
-                                preferred_element_type) -> bool:
-  """A 2-D NHWC/HWIO 1x1 convolution without padding or input dilation, with a large kernel."""
-  if not POINTWISE_DOT_GRAD_MIN_WEIGHTS or not plain_groups or preferred_element_type is not None:
+def _pointwise_applies(lhs, rhs, strides, padding, lhs_dilation, dn, plain_groups,
+                       preferred_element_type, min_weights: int) -> bool:
+  """A 2-D NHWC/HWIO 1x1 convolution without padding or input dilation, with at least
+  `min_weights` weights (0: never)."""
+  del strides  # any stride: the input is subsampled first
+  if not min_weights or not plain_groups or preferred_element_type is not None:
     return False
   if lhs.ndim != 4 or (tuple(dn.lhs_spec), tuple(dn.rhs_spec), tuple(dn.out_spec)) != _NHWC_SPECS:
     return False
-  if rhs.shape[:2] != (1, 1) or rhs.shape[2] * rhs.shape[3] < POINTWISE_DOT_GRAD_MIN_WEIGHTS:
+  if rhs.shape[:2] != (1, 1) or rhs.shape[2] * rhs.shape[3] < min_weights:
     return False
   if lhs_dilation is not None and any(d != 1 for d in lhs_dilation):
     return False
@@ -204,3 +224,20 @@ def adaptive_pool(x: jnp.ndarray, bins: int, mode: Literal["avg", "max"] = "avg"
     cells = [reduce(band[:, :, w0:w1], axis=(1, 2)) for w0, w1 in adaptive_pool_cells(w, bins)]
     rows.append(jnp.stack(cells, axis=1))  # (N, bins, C)
   return jnp.stack(rows, axis=1)  # (N, bins, bins, C)
+
+
+def materialize(x):
+  """x, unchanged, written to memory once: an identity XLA cannot fuse through, for a value with
+  several consumers (a residual block's output: the next block, its shortcut, the transposes of
+  the weight gradients). Without it XLA's CPU fusion recomputes the whole residual stream inside
+  each of those transposes (see MATERIALIZE_MIN_CHANNELS). Arrays with fewer than that many
+  channels (last axis), or with the switch at 0, are returned as they are.
+
+  The identity is an in-place update of one element with itself, at an index read from the data
+  (0 * x[0], which XLA may not fold: NaN * 0 is NaN), so it is not simplified away; the index is
+  clamped as any dynamic index is, so the result is x bit for bit whatever x holds."""
+  if not MATERIALIZE_MIN_CHANNELS or x.ndim == 0 or x.shape[-1] < MATERIALIZE_MIN_CHANNELS:
+    return x
+  i = (lax.stop_gradient(x).reshape(-1)[0] * 0).astype(jnp.int32)
+  index = (i,) + (0,) * (x.ndim - 1)
+  return lax.dynamic_update_slice(x, lax.dynamic_slice(x, index, (1,) * x.ndim), index)

@@ -122,7 +122,7 @@ class BasicBlock(nn.Module):
     if self.downsample:
       x = conv(self.planes, 1, stride=self.stride, dtype=self.dtype, name="downsample_conv")(x)
       x = self.bn.make("downsample_bn", self.dtype)(x, train)
-    return nn.relu(y + x)
+    return ops.materialize(nn.relu(y + x))
 
 
 class Bottleneck(nn.Module):
@@ -151,7 +151,7 @@ class Bottleneck(nn.Module):
     if self.downsample:
       x = conv(self.planes * 4, 1, stride=self.stride, dtype=self.dtype, name="downsample_conv")(x)
       x = self.bn.make("downsample_bn", self.dtype)(x, train)
-    return nn.relu(y + x)
+    return ops.materialize(nn.relu(y + x))
 
 
 class ResNet(nn.Module):

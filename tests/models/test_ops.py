@@ -167,13 +167,16 @@ def test_the_pspnet_head_runs_split(monkeypatch):
 
 @pytest.mark.parametrize("strides,padding", [((1, 1), ((0, 0), (0, 0))), ((2, 2), "SAME"),
                                              ((2, 2), "VALID")])
-def test_large_pointwise_convolutions_take_dot_gradients(strides, padding):
+@pytest.mark.parametrize("forward_dot", [False, True])
+def test_large_pointwise_convolutions_take_dot_gradients(strides, padding, forward_dot, monkeypatch):
   """A 1x1 convolution with >= POINTWISE_DOT_GRAD_MIN_WEIGHTS weights: XLA's convolution
   forward (the same bits), gradients as matrix products that agree with XLA's convolution
   gradients (odd sizes, so a stride-2 input has rows the output never reads: their gradient
-  is zero)."""
+  is zero). With POINTWISE_DOT_MIN_WEIGHTS too, the forward is a matrix product as well, within
+  float rounding of the convolution, and its gradients (autodiff's) agree the same way."""
   import jax
   from jax import lax
+  monkeypatch.setattr(ops, "POINTWISE_DOT_MIN_WEIGHTS", 512 * 512 if forward_dot else 0)
   rng = np.random.default_rng(2)
   x = jnp.asarray(rng.normal(size=(2, 7, 9, 512)).astype(np.float32))
   k = jnp.asarray((rng.normal(size=(1, 1, 512, 512)) * 0.05).astype(np.float32))
@@ -181,8 +184,12 @@ def test_large_pointwise_convolutions_take_dot_gradients(strides, padding):
   ours = lambda a, b: ops.conv_general_dilated(a, b, **args)  # noqa: E731
   plain = lambda a, b: lax.conv_general_dilated(a, b, **args)  # noqa: E731
   eqns = [e.primitive.name for e in jax.make_jaxpr(ours)(x, k).jaxpr.eqns]
-  assert "custom_vjp_call" in eqns, eqns
-  assert np.array_equal(ours(x, k), plain(x, k))
+  if forward_dot:
+    assert "dot_general" in eqns and "conv_general_dilated" not in eqns, eqns
+    np.testing.assert_allclose(ours(x, k), plain(x, k), rtol=1e-5, atol=1e-5)
+  else:
+    assert "custom_vjp_call" in eqns, eqns
+    assert np.array_equal(ours(x, k), plain(x, k))
   loss = lambda f: lambda a, b: (f(a, b) ** 3).sum()  # noqa: E731
   g_ours = jax.grad(loss(ours), argnums=(0, 1))(x, k)
   g_plain = jax.grad(loss(plain), argnums=(0, 1))(x, k)
@@ -195,13 +202,16 @@ def test_large_pointwise_convolutions_take_dot_gradients(strides, padding):
 
 def test_pointwise_dot_gradients_only_above_the_threshold_and_switch(monkeypatch):
   """Narrow 1x1 kernels (every mini model's) and 3x3 kernels stay the plain convolution; the
-  switch at 0 turns the rewrite off."""
+  switches at 0 turn the rewrites off: the forward dot first, then the dot gradients."""
   import jax
   rng = np.random.default_rng(3)
   x = jnp.asarray(rng.normal(size=(1, 4, 4, 512)).astype(np.float32))
   fn = lambda: lambda a, b: ops.conv_general_dilated(  # noqa: E731  (a new trace each time)
       a, b, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
   prims = lambda k: [e.primitive.name for e in jax.make_jaxpr(fn())(x, k).jaxpr.eqns]  # noqa: E731
+  assert "dot_general" in prims(jnp.zeros((1, 1, 512, 512)))
+  assert prims(jnp.zeros((1, 1, 512, 256))) == ["conv_general_dilated"]
+  monkeypatch.setattr(ops, "POINTWISE_DOT_MIN_WEIGHTS", 0)
   assert prims(jnp.zeros((1, 1, 512, 512))) == ["custom_vjp_call"]
   assert prims(jnp.zeros((1, 1, 512, 256))) == ["conv_general_dilated"]  # 131072 < 262144
   assert prims(jnp.zeros((3, 3, 512, 512))) == ["conv_general_dilated"]
@@ -209,12 +219,15 @@ def test_pointwise_dot_gradients_only_above_the_threshold_and_switch(monkeypatch
   assert prims(jnp.zeros((1, 1, 512, 512))) == ["conv_general_dilated"]
 
 
-def test_pointwise_dot_gradients_under_shard_map_sum_over_devices():
+@pytest.mark.parametrize("forward_dot", [False, True])
+def test_pointwise_dot_gradients_under_shard_map_sum_over_devices(forward_dot, monkeypatch):
   """In the data-parallel step a replicated kernel meets per-device inputs: the kernel
-  gradient is the sum over devices, as with the plain convolution."""
+  gradient is the sum over devices, as with the plain convolution (custom gradients or the
+  forward dot's own)."""
   import jax
   from jax import lax
   from jax.sharding import PartitionSpec as P
+  monkeypatch.setattr(ops, "POINTWISE_DOT_MIN_WEIGHTS", 512 * 512 if forward_dot else 0)
   devices = jax.devices()[:2]
   if len(devices) < 2:
     pytest.skip("needs 2 devices (tests run with 8 simulated CPU devices)")
@@ -231,3 +244,59 @@ def test_pointwise_dot_gradients_under_shard_map_sum_over_devices():
     return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(P("data"), P()), out_specs=P()))(x, k)
   np.testing.assert_allclose(grads(ops.conv_general_dilated), grads(lax.conv_general_dilated),
                              rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("special", [None, np.nan, np.inf, -np.inf])
+def test_materialize_is_the_identity_bit_for_bit(special):
+  """`materialize` returns its input exactly, whatever the first element (its index is read from
+  it: 0 * NaN is NaN), gradients included, and the update stays in the jitted program."""
+  import jax
+  rng = np.random.default_rng(5)
+  x = rng.normal(size=(2, 3, 4, 1024)).astype(np.float32)
+  if special is not None:
+    x[0, 0, 0, 0] = special
+  x = jnp.asarray(x)
+  out = jax.jit(ops.materialize)(x)
+  assert np.array_equal(np.asarray(out), np.asarray(x), equal_nan=True)
+  hlo = jax.jit(ops.materialize).lower(x).compile().as_text()
+  assert "dynamic-update-slice" in hlo or "dynamic_update_slice" in hlo
+  if special is None:
+    w = jnp.asarray(rng.normal(size=x.shape).astype(np.float32))
+    g = jax.grad(lambda a: (ops.materialize(a) * w).sum())(x)
+    assert np.array_equal(np.asarray(g), np.asarray(w))
+
+
+def test_materialize_only_wide_arrays_and_switch(monkeypatch):
+  """Below MATERIALIZE_MIN_CHANNELS (every mini model's blocks) and with the switch at 0 the
+  array passes through untouched (no operation in the trace)."""
+  import jax
+  prims = lambda shape: [e.primitive.name for e in  # noqa: E731  (a new trace each time)
+                         jax.make_jaxpr(lambda a: ops.materialize(a))(jnp.zeros(shape)).jaxpr.eqns]
+  assert "dynamic_update_slice" in prims((1, 2, 2, 1024))
+  assert prims((1, 2, 2, 512)) == []
+  monkeypatch.setattr(ops, "MATERIALIZE_MIN_CHANNELS", 0)
+  assert prims((1, 2, 2, 1024)) == []
+
+
+def test_resnet50_blocks_materialize_their_wide_outputs():
+  """PSPNet-50's residual blocks of layer3 (1024 channels) and layer4 (2048) materialize their
+  outputs: 6 + 3 of them; layer1/2 (256/512 channels) do not."""
+  import jax
+  from psp_jax.models.resnet import ResNet
+  model = ResNet(50, output_stride=8)
+  x = jnp.zeros((1, 33, 33, 3))
+  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
+  found = []
+
+  def walk(jaxpr):
+    for e in jaxpr.eqns:
+      if e.primitive.name == "dynamic_update_slice":
+        found.append(e.outvars[0].aval.shape[-1])
+      for v in e.params.values():
+        for sub in (v if isinstance(v, (list, tuple)) else [v]):
+          if hasattr(sub, "jaxpr"):
+            walk(sub.jaxpr if hasattr(sub.jaxpr, "eqns") else sub)
+          elif hasattr(sub, "eqns"):
+            walk(sub)
+  walk(jax.make_jaxpr(lambda v, a: model.apply(v, a, train=False))(variables, x).jaxpr)
+  assert sorted(found) == [1024] * 6 + [2048] * 3

@@ -14,12 +14,8 @@ set -euo pipefail
 kind=${1:?usage: speed_rewrites.sh native|avx2 OFFICIAL_DIR}
 official=${2:?usage: speed_rewrites.sh native|avx2 OFFICIAL_DIR}
 cd "$(dirname "$0")/.."
-case "$kind" in
-  native) ;;
-  avx2) export XLA_FLAGS="--xla_cpu_max_isa=AVX2 ${XLA_FLAGS:-}" ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 ;;
-  *) echo "speed_rewrites.sh: kind must be native or avx2, got '$kind'" >&2; exit 2 ;;
-esac
-export PYTHONWARNINGS=ignore
+source experiments/cpu_kind.sh
+cpu_kind "$kind" speed_rewrites.sh
 before=(POINTWISE_DOT_MIN_WEIGHTS=0 MATERIALIZE_MIN_CHANNELS=0)
 echo "# Forward 1x1 dots and materialized residual blocks: psp_jax vs PyTorch on this CPU ($kind)"
 echo

@@ -15,12 +15,8 @@ set -euo pipefail
 kind=${1:?usage: speed_vs_pytorch.sh native|avx2 OFFICIAL_DIR}
 official=${2:?usage: speed_vs_pytorch.sh native|avx2 OFFICIAL_DIR}
 cd "$(dirname "$0")/.."
-case "$kind" in
-  native) ;;
-  avx2) export XLA_FLAGS="--xla_cpu_max_isa=AVX2 ${XLA_FLAGS:-}" ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 ;;
-  *) echo "speed_vs_pytorch.sh: kind must be native or avx2, got '$kind'" >&2; exit 2 ;;
-esac
-export PYTHONWARNINGS=ignore
+source experiments/cpu_kind.sh
+cpu_kind "$kind" speed_vs_pytorch.sh
 echo "# psp_jax vs PyTorch on this CPU ($kind)"
 echo
 echo "Made by: \`bash experiments/speed_vs_pytorch.sh $kind OFFICIAL_DIR\` on $(date -u +%Y-%m-%d)."

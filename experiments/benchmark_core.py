@@ -139,15 +139,10 @@ def main() -> None:
 def _parse_switches(items: list[str]) -> dict[str, int]:
   """--before NAME=INT items -> {NAME: INT}, NAME a rewrite switch of psp_jax.models.ops."""
   from psp_jax.models import ops  # pylint: disable=import-outside-toplevel
-  switches = {}
-  for item in items:
-    name, sep, value = item.partition("=")
-    if not sep or not name.isupper() or not isinstance(getattr(ops, name, None), int) \
-        or not value.strip().isdigit():
-      raise SystemExit(f"--before {item!r}: expected NAME=INT, NAME an integer switch of "
-                       "psp_jax/models/ops.py (e.g. MATERIALIZE_MIN_CHANNELS)")
-    switches[name] = int(value)
-  return switches
+  try:
+    return ops.parse_switches(items, "--before")
+  except ValueError as e:
+    raise SystemExit(str(e)) from None
 
 
 class _switched:

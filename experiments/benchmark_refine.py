@@ -256,15 +256,11 @@ def make_checkpoint(directory: pathlib.Path, official: str | None, windows: str 
 
 def _parse_ops(items: list[str]) -> dict[str, int]:
   """--ops NAME=INT items -> {NAME: INT}; a name psp_jax.models.ops does not define is refused."""
-  switches = {}
-  known = ("CONV_SPLIT_MIN_CHANNELS", "CONV_SPLIT_CHUNK", "POINTWISE_DOT_GRAD_MIN_WEIGHTS",
-           "POINTWISE_DOT_MIN_WEIGHTS", "MATERIALIZE_MIN_CHANNELS")
-  for item in items:
-    name, sep, value = item.partition("=")
-    if not sep or name not in known or not value.strip().isdigit():
-      raise SystemExit(f"--ops {item!r}: expected NAME=INT with NAME one of {', '.join(known)}")
-    switches[name] = int(value)
-  return switches
+  from psp_jax.models import ops  # pylint: disable=import-outside-toplevel
+  try:
+    return ops.parse_switches(items, "--ops")
+  except ValueError as e:
+    raise SystemExit(str(e)) from None
 
 
 def main() -> None:

@@ -46,6 +46,14 @@ from jax import lax
 # PSPNet-50's train step spent 1.04 of 6.5 s of operation time in such transposes, 0.49 s after.
 # Both together, side by side: experiments/speed_rewrites.sh, results/speed_rewrites_*.md.
 #
+# TAP_DOT_GRAD_MIN_WEIGHTS: a stride-1 convolution with a spatial kernel (3x3, any dilation and
+# padding) whose kernel has at least this many weights (C_in x C_out) keeps its forward (XLA's
+# convolution, split as above where that applies) and its input gradient (autodiff's), but its
+# weight gradient is one matrix product per kernel tap, dW[i, j] = x_shifted(i, j)^T . dy over
+# all pixels. XLA's CPU convolution computes those weight gradients as a convolution with an
+# image-sized kernel, 1.5-2.6x slower than the dots on PSPNet-50's layer3/layer4/head shapes
+# (and slower than the dots still on the narrow, large-image stem: hence the threshold).
+#
 # All thresholds keep every narrow (mini-scale) model on the plain path, bit for bit, so the
 # committed mini tables rerun to the same digits. 0 turns a rewrite off.
 CONV_SPLIT_MIN_CHANNELS = 2048
@@ -53,6 +61,21 @@ CONV_SPLIT_CHUNK = 512
 POINTWISE_DOT_GRAD_MIN_WEIGHTS = 512 * 512
 POINTWISE_DOT_MIN_WEIGHTS = 512 * 512
 MATERIALIZE_MIN_CHANNELS = 1024
+TAP_DOT_GRAD_MIN_WEIGHTS = 256 * 256
+SWITCHES = ("CONV_SPLIT_MIN_CHANNELS", "CONV_SPLIT_CHUNK", "POINTWISE_DOT_GRAD_MIN_WEIGHTS",
+            "POINTWISE_DOT_MIN_WEIGHTS", "MATERIALIZE_MIN_CHANNELS", "TAP_DOT_GRAD_MIN_WEIGHTS")
+
+
+def parse_switches(items: Sequence[str], flag: str) -> dict[str, int]:
+  """Command-line `NAME=INT` items (of option `flag`) -> {NAME: INT}, NAME one of SWITCHES;
+  anything else is refused with a message naming the flag and the switches."""
+  switches = {}
+  for item in items:
+    name, sep, value = item.partition("=")
+    if not sep or name not in SWITCHES or not value.strip().isdigit():
+      raise ValueError(f"{flag} {item!r}: expected NAME=INT with NAME one of {', '.join(SWITCHES)}")
+    switches[name] = int(value)
+  return switches
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
 _NHWC_SPECS = ((0, 3, 1, 2), (3, 2, 0, 1), (0, 3, 1, 2))  # their lhs, rhs and out specs
@@ -85,13 +108,86 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
     return _pointwise_conv(lhs, rhs, tuple(window_strides), precision)
   split = (CONV_SPLIT_MIN_CHANNELS and channels >= CONV_SPLIT_MIN_CHANNELS and spatial > 1
            and channels % CONV_SPLIT_CHUNK == 0 and plain_groups)
+  pads = _tap_dot_grad_pads(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dn,
+                            plain_groups, preferred_element_type)
+  if pads is not None:
+    lhs, rhs = _same_varying_axes(lhs, rhs)  # as for _pointwise_conv
+    dilation = tuple(rhs_dilation) if rhs_dilation is not None else (1, 1)
+    return _tap_grad_conv(lhs, rhs, pads, dilation, CONV_SPLIT_CHUNK if split else 0, precision)
   if not split:
     return conv(lhs, rhs, feature_group_count=feature_group_count,
                 batch_group_count=batch_group_count)
-  parts = [conv(lax.slice_in_dim(lhs, i, i + CONV_SPLIT_CHUNK, axis=in_lhs),
-                lax.slice_in_dim(rhs, i, i + CONV_SPLIT_CHUNK, axis=in_rhs))
-           for i in range(0, channels, CONV_SPLIT_CHUNK)]
+  return _split_conv(conv, lhs, rhs, in_lhs, in_rhs, CONV_SPLIT_CHUNK)
+
+
+def _split_conv(conv, lhs, rhs, in_lhs: int, in_rhs: int, chunk: int):
+  """conv(lhs, rhs) as the sum of convolutions over `chunk` input channels each."""
+  parts = [conv(lax.slice_in_dim(lhs, i, i + chunk, axis=in_lhs),
+                lax.slice_in_dim(rhs, i, i + chunk, axis=in_rhs))
+           for i in range(0, lhs.shape[in_lhs], chunk)]
   return functools.reduce(operator.add, parts)
+
+
+def _tap_dot_grad_pads(lhs, rhs, strides, padding, lhs_dilation, rhs_dilation, dn, plain_groups,
+                       preferred_element_type):
+  """The explicit ((top, bottom), (left, right)) padding of a 2-D NHWC/HWIO stride-1
+  convolution with a spatial kernel of at least TAP_DOT_GRAD_MIN_WEIGHTS weights (C_in x C_out),
+  no input dilation and no negative padding; None where the tap-dot weight gradient does not
+  apply."""
+  if not TAP_DOT_GRAD_MIN_WEIGHTS or not plain_groups or preferred_element_type is not None:
+    return None
+  if lhs.ndim != 4 or (tuple(dn.lhs_spec), tuple(dn.rhs_spec), tuple(dn.out_spec)) != _NHWC_SPECS:
+    return None
+  if rhs.shape[:2] == (1, 1) or rhs.shape[2] * rhs.shape[3] < TAP_DOT_GRAD_MIN_WEIGHTS:
+    return None
+  if any(s != 1 for s in strides) or (lhs_dilation is not None and any(d != 1 for d in lhs_dilation)):
+    return None
+  dilation = tuple(rhs_dilation) if rhs_dilation is not None else (1, 1)
+  if isinstance(padding, str):
+    window = [(k - 1) * d + 1 for k, d in zip(rhs.shape[:2], dilation)]
+    padding = lax.padtype_to_pads(lhs.shape[1:3], window, (1, 1), padding)
+  pads = tuple((int(lo), int(hi)) for lo, hi in padding)
+  if any(p < 0 for pair in pads for p in pair):
+    return None
+  return pads
+
+
+def _spatial_conv(x, w, pads, dilation, chunk, precision):
+  """The forward of `_tap_grad_conv`: XLA's convolution, split over `chunk` input channels
+  when chunk > 0 (as CONV_SPLIT_MIN_CHANNELS chose)."""
+  conv = functools.partial(lax.conv_general_dilated, window_strides=(1, 1), padding=pads,
+                           rhs_dilation=dilation, dimension_numbers=_NHWC, precision=precision)
+  return _split_conv(conv, x, w, 3, 2, chunk) if chunk else conv(x, w)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def _tap_grad_conv(x, w, pads, dilation, chunk, precision):
+  """(N, H, W, C) x (KH, KW, C, O) -> (N, Ho, Wo, O), stride 1: `_spatial_conv`; the weight
+  gradient as one dot per kernel tap (see TAP_DOT_GRAD_MIN_WEIGHTS)."""
+  return _spatial_conv(x, w, pads, dilation, chunk, precision)
+
+
+def _tap_grad_conv_fwd(x, w, pads, dilation, chunk, precision):
+  return _spatial_conv(x, w, pads, dilation, chunk, precision), (x, w)
+
+
+def _tap_grad_conv_bwd(pads, dilation, chunk, precision, residuals, dy):
+  x, w = residuals
+  dx = jax.vjp(lambda a: _spatial_conv(a, w, pads, dilation, chunk, precision), x)[1](dy)[0]
+  kh, kw, c, o = w.shape
+  _, ho, wo, _ = dy.shape
+  (dh, dw_) = dilation
+  xp = jnp.pad(x, ((0, 0),) + tuple(pads) + ((0, 0),))
+  dyt = dy.reshape(-1, o).T  # (O, N*Ho*Wo)
+  # tap (i, j) reads the padded input at rows i*dh, ..., i*dh + Ho - 1 (and likewise columns)
+  taps = [jnp.matmul(dyt, xp[:, i * dh:i * dh + ho, j * dw_:j * dw_ + wo, :].reshape(-1, c),
+                     precision=precision)
+          for i in range(kh) for j in range(kw)]  # (O, C) each
+  dw = jnp.stack(taps).reshape(kh, kw, o, c).transpose(0, 1, 3, 2).astype(w.dtype)
+  return dx, dw
+
+
+_tap_grad_conv.defvjp(_tap_grad_conv_fwd, _tap_grad_conv_bwd)
 
 
 def _pointwise_applies(lhs, rhs, strides, padding, lhs_dilation, dn, plain_groups,

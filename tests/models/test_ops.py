@@ -214,6 +214,7 @@ def test_pointwise_dot_gradients_only_above_the_threshold_and_switch(monkeypatch
   monkeypatch.setattr(ops, "POINTWISE_DOT_MIN_WEIGHTS", 0)
   assert prims(jnp.zeros((1, 1, 512, 512))) == ["custom_vjp_call"]
   assert prims(jnp.zeros((1, 1, 512, 256))) == ["conv_general_dilated"]  # 131072 < 262144
+  monkeypatch.setattr(ops, "TAP_DOT_GRAD_MIN_WEIGHTS", 0)  # (3x3 kernels have their own rule)
   assert prims(jnp.zeros((3, 3, 512, 512))) == ["conv_general_dilated"]
   monkeypatch.setattr(ops, "POINTWISE_DOT_GRAD_MIN_WEIGHTS", 0)
   assert prims(jnp.zeros((1, 1, 512, 512))) == ["conv_general_dilated"]
@@ -300,3 +301,115 @@ def test_resnet50_blocks_materialize_their_wide_outputs():
             walk(sub)
   walk(jax.make_jaxpr(lambda v, a: model.apply(v, a, train=False))(variables, x).jaxpr)
   assert sorted(found) == [1024] * 6 + [2048] * 3
+
+
+def _tap_conv_args(padding, dilation):
+  return dict(window_strides=(1, 1), padding=padding, rhs_dilation=dilation,
+              dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+@pytest.mark.parametrize("kernel,padding,dilation", [
+    ((3, 3), ((1, 1), (1, 1)), (1, 1)),
+    ((3, 3), ((4, 4), (4, 4)), (4, 4)),   # layer4's dilated 3x3
+    ((3, 3), "SAME", (2, 3)),
+    ((3, 3), "VALID", (1, 1)),
+    ((3, 3), ((0, 2), (1, 0)), (1, 1)),   # asymmetric padding
+    ((1, 3), ((0, 0), (2, 2)), (1, 2)),   # a non-square kernel
+])
+def test_tap_dot_weight_gradients_match_the_convolution(kernel, padding, dilation):
+  """A stride-1 convolution with a spatial kernel of >= TAP_DOT_GRAD_MIN_WEIGHTS weights: the
+  forward is XLA's convolution bit for bit, the input gradient is autodiff's, and the weight
+  gradient (one dot per kernel tap) agrees with XLA's convolution gradient."""
+  import jax
+  from jax import lax
+  rng = np.random.default_rng(6)
+  x = jnp.asarray(rng.normal(size=(2, 9, 7, 256)).astype(np.float32))
+  k = jnp.asarray((rng.normal(size=kernel + (256, 256)) * 0.05).astype(np.float32))
+  args = _tap_conv_args(padding, dilation)
+  ours = lambda a, b: ops.conv_general_dilated(a, b, **args)  # noqa: E731
+  plain = lambda a, b: lax.conv_general_dilated(a, b, **args)  # noqa: E731
+  assert [e.primitive.name for e in jax.make_jaxpr(ours)(x, k).jaxpr.eqns] == ["custom_vjp_call"]
+  assert np.array_equal(jax.jit(ours)(x, k), jax.jit(plain)(x, k))
+  loss = lambda f: lambda a, b: (f(a, b) ** 3).sum()  # noqa: E731
+  g_ours = jax.jit(jax.grad(loss(ours), argnums=(0, 1)))(x, k)
+  g_plain = jax.jit(jax.grad(loss(plain), argnums=(0, 1)))(x, k)
+  for a, b in zip(g_ours, g_plain):
+    assert a.shape == b.shape and a.dtype == b.dtype
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * float(jnp.abs(b).max()))
+
+
+def test_tap_dot_weight_gradients_of_a_split_convolution(monkeypatch):
+  """PSPNet's head (>= CONV_SPLIT_MIN_CHANNELS inputs): the forward stays the split sum, and
+  both gradients agree with the single convolution's."""
+  import jax
+  from jax import lax
+  monkeypatch.setattr(ops, "CONV_SPLIT_MIN_CHANNELS", 1024)
+  monkeypatch.setattr(ops, "CONV_SPLIT_CHUNK", 256)
+  rng = np.random.default_rng(7)
+  x = jnp.asarray(rng.normal(size=(1, 5, 6, 1024)).astype(np.float32))
+  k = jnp.asarray((rng.normal(size=(3, 3, 1024, 64)) * 0.05).astype(np.float32))
+  args = _tap_conv_args(((1, 1), (1, 1)), (1, 1))
+  ours = lambda a, b: ops.conv_general_dilated(a, b, **args)  # noqa: E731
+  plain = lambda a, b: lax.conv_general_dilated(a, b, **args)  # noqa: E731
+  split_prims = [e.primitive.name for e in jax.make_jaxpr(ours)(x, k).jaxpr.eqns[0].params[
+      "call_jaxpr"].jaxpr.eqns]
+  assert split_prims.count("conv_general_dilated") == 1024 // 256, split_prims
+  np.testing.assert_allclose(ours(x, k), plain(x, k), rtol=1e-5, atol=1e-4)
+  g_ours = jax.grad(lambda a, b: (ours(a, b) ** 2).sum(), argnums=(0, 1))(x, k)
+  g_plain = jax.grad(lambda a, b: (plain(a, b) ** 2).sum(), argnums=(0, 1))(x, k)
+  for a, b in zip(g_ours, g_plain):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * float(jnp.abs(b).max()))
+
+
+def test_tap_dot_weight_gradients_only_where_they_apply(monkeypatch):
+  """Narrow kernels (every mini model's: 128x128 at most), 1x1 kernels, strided convolutions
+  and input dilation keep the plain convolution; the switch at 0 turns the rule off."""
+  import jax
+  x = jnp.zeros((1, 8, 8, 256))
+
+  def prims(k, **kw):
+    args = dict(window_strides=(1, 1), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    args.update(kw)
+    fn = lambda a, b: ops.conv_general_dilated(a, b, **args)  # noqa: E731
+    return [e.primitive.name for e in jax.make_jaxpr(fn)(x, k).jaxpr.eqns]
+  assert prims(jnp.zeros((3, 3, 256, 256))) == ["custom_vjp_call"]
+  assert prims(jnp.zeros((3, 3, 256, 128))) == ["conv_general_dilated"]   # 32768 < 65536
+  assert prims(jnp.zeros((3, 3, 256, 256)), window_strides=(2, 2)) == ["conv_general_dilated"]
+  assert prims(jnp.zeros((3, 3, 256, 256)), lhs_dilation=(2, 2),
+               padding=((1, 1), (1, 1))) == ["conv_general_dilated"]
+  assert prims(jnp.zeros((1, 1, 256, 256))) == ["conv_general_dilated"]   # below the 1x1 rules
+  monkeypatch.setattr(ops, "TAP_DOT_GRAD_MIN_WEIGHTS", 0)
+  assert prims(jnp.zeros((3, 3, 256, 256))) == ["conv_general_dilated"]
+
+
+def test_tap_dot_weight_gradients_under_shard_map_sum_over_devices():
+  """A replicated 3x3 kernel meeting per-device inputs: its gradient is summed over devices."""
+  import jax
+  from jax import lax
+  from jax.sharding import PartitionSpec as P
+  devices = jax.devices()[:2]
+  if len(devices) < 2:
+    pytest.skip("needs 2 devices (tests run with 8 simulated CPU devices)")
+  mesh = jax.sharding.Mesh(np.array(devices), ("data",))
+  rng = np.random.default_rng(8)
+  x = jnp.asarray(rng.normal(size=(2, 5, 5, 256)).astype(np.float32))
+  k = jnp.asarray((rng.normal(size=(3, 3, 256, 256)) * 0.05).astype(np.float32))
+
+  def grads(conv):
+    def local(a, b):
+      g = jax.grad(lambda b: (conv(a, b, **_tap_conv_args("SAME", (2, 2))) ** 2).sum())(b)
+      return lax.psum(g, "data")
+    return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(P("data"), P()), out_specs=P()))(x, k)
+  np.testing.assert_allclose(grads(ops.conv_general_dilated), grads(lax.conv_general_dilated),
+                             rtol=1e-4, atol=1e-4)
+
+
+def test_parse_switches_names_the_flag_and_the_switches():
+  """The benchmarks' NAME=INT switches: every name in SWITCHES is a module integer; a bad item
+  is refused naming its flag."""
+  assert all(isinstance(getattr(ops, name), int) for name in ops.SWITCHES)
+  assert ops.parse_switches(["TAP_DOT_GRAD_MIN_WEIGHTS=0", "CONV_SPLIT_CHUNK=256"], "--ops") == {
+      "TAP_DOT_GRAD_MIN_WEIGHTS": 0, "CONV_SPLIT_CHUNK": 256}
+  for bad in ("TAP_DOT_GRAD_MIN_WEIGHTS", "NOT_A_SWITCH=1", "CONV_SPLIT_CHUNK=-1"):
+    with pytest.raises(ValueError, match=r"--before .*TAP_DOT_GRAD_MIN_WEIGHTS"):
+      ops.parse_switches([bad], "--before")

@@ -51,7 +51,7 @@ from jax import lax
 # convolution, split as above where that applies) and its input gradient (autodiff's), but its
 # weight gradient is one matrix product per kernel tap, dW[i, j] = x_shifted(i, j)^T . dy over
 # all pixels. XLA's CPU convolution computes those weight gradients as a convolution with an
-# image-sized kernel, 1.5-2.6x slower than the dots on PSPNet-50's layer3/layer4/head shapes
+# image-sized kernel, 1.1-2.8x slower than the dots on PSPNet-50's layer3/layer4/head shapes
 # (and slower than the dots still on the narrow, large-image stem: hence the threshold).
 #
 # All thresholds keep every narrow (mini-scale) model on the plain path, bit for bit, so the

@@ -58,7 +58,8 @@ Refinement (CascadePSP) data, read by psp_jax.data.refine_pipeline (binary_masks
                     (None: [1] for 2-class datasets)
   objects           None, or class-agnostic objects of a segmentation dataset instead of
                     foreground_classes (psp_jax/data/objects.py): classes (indices or names, None =
-                    all), min_pixels, merge_per_class, eval_per_image, crop_on_object
+                    all), min_pixels, merge_per_class, eval_per_image, crop_on_object,
+                    crop_to_box
   mix               None, or {'data': another refinement data config, 'fraction': f}: a share f
                     of the training examples comes from that config's train split (its images and
                     objects; this config's crop, augmentation, normalisation); see mixed()
@@ -212,7 +213,7 @@ def synthetic_objects() -> ml_collections.ConfigDict:
 
 def objects_of(segmentation: ml_collections.ConfigDict, classes=None, min_pixels: int = 400,
                merge_per_class: bool = False, eval_per_image: int = 1,
-               crop_on_object: bool = True) -> ml_collections.ConfigDict:
+               crop_on_object: bool = True, crop_to_box: float = 0.0) -> ml_collections.ConfigDict:
   """Refinement data from any segmentation data config (ade20k(), voc(), camvid(), folder()):
   class-agnostic objects, each connected component of `classes` (None: all) with at least
   `min_pixels` pixels (psp_jax/data/objects.py)."""
@@ -220,7 +221,7 @@ def objects_of(segmentation: ml_collections.ConfigDict, classes=None, min_pixels
   del cfg.objects  # a section instead of the None placeholder, so its fields can be overridden
   cfg.objects = dict(classes=None if classes is None else list(classes), min_pixels=min_pixels,
                      merge_per_class=merge_per_class, eval_per_image=eval_per_image,
-                     crop_on_object=crop_on_object)
+                     crop_on_object=crop_on_object, crop_to_box=crop_to_box)
   return cfg
 
 
@@ -240,11 +241,12 @@ CAMVID_OBJECT_CLASSES = ("Building", "Pole", "Tree", "SignSymbol", "Fence", "Car
                          "Bicyclist")  # CamVid without Sky, Road, Pavement: the frame-wide stuff
 
 
-def camvid_objects() -> ml_collections.ConfigDict:
+def camvid_objects(crop_to_box: float = 0.0) -> ml_collections.ConfigDict:
   """Refinement data from real photographs: CamVid's road scenes (../shared/data/camvid, 367
   train + 101 val), each connected component of the object-like classes with at least 400
-  pixels an object; training crops are placed on the object."""
-  cfg = objects_of(camvid(), CAMVID_OBJECT_CLASSES, min_pixels=400)
+  pixels an object; training crops are placed on the object (crop_to_box > 0: framed by the
+  object's box with that context, resized to the crop)."""
+  cfg = objects_of(camvid(), CAMVID_OBJECT_CLASSES, min_pixels=400, crop_to_box=crop_to_box)
   cfg.worker_count = 2
   return cfg
 

@@ -19,6 +19,10 @@ The `data.objects` config section (None: the dataset's `foreground_classes` deci
   eval_per_image   objects per evaluation image (fewer when an image has fewer)
   crop_on_object   training crops contain a random pixel of the object (a random crop of a
                    large road scene would miss a small object most of the time)
+  crop_to_box      0 (default): crops at the stored resolution; > 0: the crop is the object's
+                   bounding box with this fraction of its longer side as context on every side
+                   (jittered), resized to the crop size: each object seen at the scale that
+                   evaluation inside the object's box (eval.roi='object') refines it at
 """
 from __future__ import annotations
 
@@ -30,7 +34,8 @@ import numpy as np
 
 from psp_jax.constants import IGNORE_LABEL
 
-FIELDS = ("classes", "min_pixels", "merge_per_class", "eval_per_image", "crop_on_object")
+FIELDS = ("classes", "min_pixels", "merge_per_class", "eval_per_image", "crop_on_object",
+          "crop_to_box")
 
 
 def resolve_classes(classes, class_names: Sequence[str], key: str) -> tuple[int, ...]:
@@ -57,6 +62,7 @@ class ObjectMasks:
   merge_per_class: bool = False
   eval_per_image: int = 1
   crop_on_object: bool = True
+  crop_to_box: float = 0.0
 
   @classmethod
   def from_config(cls, cfg: Mapping[str, Any] | None, class_names: Sequence[str]) -> "ObjectMasks | None":
@@ -74,6 +80,9 @@ class ObjectMasks:
       raise ValueError(f"data.objects.min_pixels must be >= 1, got {out.min_pixels}")
     if int(out.eval_per_image) < 1:
       raise ValueError(f"data.objects.eval_per_image must be >= 1, got {out.eval_per_image}")
+    if not 0.0 <= float(out.crop_to_box) <= 4.0:
+      raise ValueError(f"data.objects.crop_to_box is the context around the object's box as a fraction "
+                       f"of its longer side (0 = off) and must be in [0, 4], got {out.crop_to_box}")
     return out
 
   def _candidates(self, label: np.ndarray) -> list[tuple[int, np.ndarray, list[int]]]:
@@ -131,3 +140,30 @@ def anchor_pixel(mask: np.ndarray, rng: np.random.Generator) -> tuple[int, int] 
     return None
   k = int(rng.integers(ys.size))
   return int(ys[k]), int(xs[k])
+
+
+def box_crop(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, size: tuple[int, int],
+             context: float, fill: np.ndarray):
+  """The object's bounding box with `context` x its longer side on every side, jittered (side
+  x U[0.85, 1.2], centre moved by up to 0.1 of the side), resized to `size` (image bilinear,
+  mask bilinear then > 0.5). image f32 (H, W, 3), mask uint8 {0, 1} with some foreground.
+  Returns (image f32 (ch, cw, 3), mask uint8 (ch, cw), (y0, y1, x0, x1) box of image pixels
+  in the crop; outside it the image is `fill` and the mask 0)."""
+  ys, xs = np.nonzero(mask)
+  y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+  ch, cw = size
+  side = max(y1 - y0, x1 - x0) * (1.0 + 2.0 * context) * rng.uniform(0.85, 1.2)
+  cy = (y0 + y1) / 2.0 + rng.uniform(-0.1, 0.1) * side
+  cx = (x0 + x1) / 2.0 + rng.uniform(-0.1, 0.1) * side
+  scale = max(ch, cw) / side  # crop pixels per image pixel
+  # crop coordinate = (image coordinate - origin) * scale, pixel centres aligned
+  oy, ox = cy - ch / (2.0 * scale), cx - cw / (2.0 * scale)
+  m = np.float32([[scale, 0, (0.5 - ox) * scale - 0.5], [0, scale, (0.5 - oy) * scale - 0.5]])
+  out_img = cv2.warpAffine(np.ascontiguousarray(image, np.float32), m, (cw, ch), flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_CONSTANT, borderValue=tuple(float(v) for v in fill))
+  out_mask = cv2.warpAffine(mask.astype(np.float32), m, (cw, ch), flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=0.0) > 0.5
+  h, w = mask.shape
+  box = (int(np.clip(np.ceil(-oy * scale), 0, ch)), int(np.clip(np.floor((h - oy) * scale), 0, ch)),
+         int(np.clip(np.ceil(-ox * scale), 0, cw)), int(np.clip(np.floor((w - ox) * scale), 0, cw)))
+  return out_img, out_mask.astype(np.uint8), box

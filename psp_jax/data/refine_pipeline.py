@@ -47,7 +47,7 @@ import numpy as np
 from psp_jax.data import pipeline as P
 from psp_jax.data import transforms as T
 from psp_jax.data.datasets import PreparedDataset, open_dataset
-from psp_jax.data.objects import ObjectMasks, anchor_pixel, resolve_classes
+from psp_jax.data.objects import ObjectMasks, anchor_pixel, box_crop, resolve_classes
 from psp_jax.constants import IGNORE_LABEL
 from psp_jax.data.perturb import Perturbation
 from psp_jax.preprocessing import Preprocessing
@@ -154,12 +154,17 @@ def color_jitter(image: np.ndarray, rng: np.random.Generator, aug: RefineAugment
 
 def refine_train_transform(image: np.ndarray, gt: np.ndarray, rng: np.random.Generator, aug: RefineAugment,
                            crop_size: tuple[int, int], pre: Preprocessing = T.DEFAULT,
-                           crop_on_object: bool = False) -> dict[str, np.ndarray]:
+                           crop_on_object: bool = False, crop_to_box: float = 0.0) -> dict[str, np.ndarray]:
   """uint8 RGB (H, W, 3) + uint8 {0, 1} gt (H, W) -> {'image', 'seg', 'gt'} crops (module doc).
-  crop_on_object: the crop contains a random foreground pixel (when there is one)."""
+  crop_on_object: the crop contains a random foreground pixel (when there is one).
+  crop_to_box > 0: the crop is the object's box with that context, resized (objects.box_crop)."""
   fill = T.mean_pixel(pre)
-  anchor = anchor_pixel(gt, rng) if crop_on_object else None
-  img, mask, (y0, y1, x0, x1) = crop_with_padding(image, gt, rng, tuple(crop_size), fill, aug.crop, anchor)
+  if crop_to_box > 0 and gt.any():
+    img, mask, (y0, y1, x0, x1) = box_crop(np.asarray(image, np.float32), gt, rng, tuple(crop_size),
+                                           float(crop_to_box), fill)
+  else:
+    anchor = anchor_pixel(gt, rng) if crop_on_object else None
+    img, mask, (y0, y1, x0, x1) = crop_with_padding(image, gt, rng, tuple(crop_size), fill, aug.crop, anchor)
   if aug.flip_prob > 0 and rng.random() < aug.flip_prob:
     img, mask = img[:, ::-1], mask[:, ::-1]
     y0, y1, x0, x1 = y0, y1, img.shape[1] - x1, img.shape[1] - x0
@@ -194,7 +199,8 @@ class RefineTrainMap:
     gt = self.objects.pick(label, rng)
     gt = np.zeros(label.shape, np.uint8) if gt is None else gt
     return refine_train_transform(image, gt, rng, self.aug, self.crop_size, self.preprocessing,
-                                  crop_on_object=self.objects.crop_on_object)
+                                  crop_on_object=self.objects.crop_on_object,
+                                  crop_to_box=float(self.objects.crop_to_box))
 
 
 def ground_truth(data_cfg, class_names: Sequence[str]) -> tuple[np.ndarray | None, ObjectMasks | None]:

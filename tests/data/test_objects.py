@@ -8,7 +8,7 @@ from PIL import Image
 
 from data_fixtures import config, data_configs, rgb, save_gray_png, save_image
 from psp_jax.data import refine_pipeline as R
-from psp_jax.data.objects import ObjectMasks
+from psp_jax.data.objects import ObjectMasks, box_crop
 
 NAMES = ["background", "car", "person", "tree"]
 
@@ -81,6 +81,7 @@ def test_pick_draws_every_object_and_eval_picks_without_replacement():
     ({"classes": [7]}, r"data.objects.classes: 7 is outside the classes 0..3"),
     ({"min_pixels": 0}, r"data.objects.min_pixels must be >= 1"),
     ({"eval_per_image": 0}, r"data.objects.eval_per_image must be >= 1"),
+    ({"crop_to_box": -0.1}, r"data.objects.crop_to_box .* must be in \[0, 4\], got -0.1"),
 ])
 def test_config_errors_name_the_key(cfg, message):
   with pytest.raises(ValueError, match=message):
@@ -179,3 +180,50 @@ def test_mixed_sources_give_their_share_of_training_examples(mixed_dataset):
 def test_mix_errors_name_the_key(mix, message):
   with pytest.raises(ValueError, match=message):
     R.mix_source({"mix": mix})
+
+
+def test_box_crop_frames_the_object_with_its_context():
+  """The crop is the object's box with `context` x its longer side around it, resized: a 10x20
+  box with context 0.5 spans 40 image pixels (x U[0.85, 1.2]) in a 64 px crop, so the object's
+  longer side covers 64 / 2 of it (within the jitter) and it stays inside the crop."""
+  h, w = 120, 160
+  mask = np.zeros((h, w), np.uint8)
+  mask[50:60, 70:90] = 1  # 10 high, 20 wide
+  image = np.zeros((h, w, 3), np.float32)
+  image[..., 0] = np.arange(w)[None, :]  # red = x coordinate, to check the mapping
+  rng = np.random.default_rng(0)
+  for _ in range(20):
+    img, crop, box = box_crop(image, mask, rng, (64, 64), 0.5, np.array([1.0, 2.0, 3.0], np.float32))
+    assert img.shape == (64, 64, 3) and crop.shape == (64, 64) and crop.dtype == np.uint8
+    ys, xs = np.nonzero(crop)
+    width = xs.max() - xs.min() + 1
+    assert 64 / 2 / 1.2 - 2 <= width <= 64 / 2 / 0.85 + 2, width
+    assert 0.4 <= (ys.max() - ys.min() + 1) / width <= 0.6  # the aspect ratio is kept
+    assert ys.min() > 0 and xs.min() > 0 and ys.max() < 63 and xs.max() < 63
+    assert box == (0, 64, 0, 64)  # the object is far from the image's edges
+    # image and mask are resampled by the same map: the mask's columns hold x in 70..89
+    red = img[..., 0][crop > 0]
+    assert 69 <= red.min() and red.max() <= 90
+
+
+def test_box_crop_pads_outside_the_image():
+  mask = np.zeros((40, 40), np.uint8)
+  mask[0:12, 0:8] = 1  # in the corner: most of the context lies outside the image
+  image = np.full((40, 40, 3), 200.0, np.float32)
+  fill = np.array([1.0, 2.0, 3.0], np.float32)
+  img, crop, (y0, y1, x0, x1) = box_crop(image, mask, np.random.default_rng(1), (32, 32), 1.0, fill)
+  assert y0 > 0 and x0 > 0 and (y1, x1) == (32, 32)
+  np.testing.assert_array_equal(img[0, 0], fill)  # padding
+  np.testing.assert_array_equal(img[y0 + 1:y1 - 1, x0 + 1:x1 - 1], 200.0)  # image pixels
+  assert not crop[:y0].any() and not crop[:, :x0].any() and crop.any()
+
+
+def test_training_crops_to_the_object_box(object_dataset):
+  """data.objects.crop_to_box: every training crop is one object framed by its box (resized up,
+  so a 25-100 px object fills a good part of the 16 px crop instead of a corner of it)."""
+  object_dataset.objects.crop_to_box = 0.25
+  it = R.refine_train_iterator(object_dataset, 4, process_index=0, process_count=1)
+  for _ in range(4):
+    for gt in next(it)["gt"]:
+      count = cv2.connectedComponents(gt.astype(np.uint8), connectivity=8)[0] - 1
+      assert count == 1 and 0.15 < gt.mean() < 0.75, gt.mean()

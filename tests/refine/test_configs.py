@@ -57,3 +57,17 @@ def test_eval_roi_fields_default_to_the_papers_whole_image():
   cfg = cascadepsp.paper()
   assert cfg.eval.roi == "image" and cfg.eval.bucket == 8
   assert (cfg.eval.roi_grow, cfg.eval.roi_margin) == (0.1, 0.25)
+
+
+def test_demo_real_box_is_demo_real_at_the_objects_scale():
+  """demo_real_box: the same data, model and schedule, training crops framed by the object's box
+  and evaluation in the object's box by the global step at L=512."""
+  real, box = cascadepsp.demo_real(), cascadepsp.get_config("demo_real_box")
+  assert real.data.objects.crop_to_box == 0.0 and box.data.objects.crop_to_box == 0.4
+  assert (box.eval.roi, box.eval.stages, box.eval.L, box.eval.bucket) == ("object", "global", 512, 32)
+  assert real.eval.roi == "image"
+  with box.data.objects.unlocked():
+    box.data.objects.crop_to_box = 0.0
+  assert box.data.to_dict() == real.data.to_dict()
+  for section in ("model", "train", "optim"):
+    assert box[section].to_dict() == real[section].to_dict(), section

@@ -146,7 +146,8 @@ def box_crop(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, size
              context: float, fill: np.ndarray):
   """The object's bounding box with `context` x its longer side on every side, jittered (side
   x U[0.85, 1.2], centre moved by up to 0.1 of the side), resized to `size` (image bilinear,
-  mask bilinear then > 0.5). image f32 (H, W, 3), mask uint8 {0, 1} with some foreground.
+  mask bilinear then > 0.5). image (H, W, 3) uint8 or float (warped as f32), mask uint8 {0, 1}
+  with some foreground.
   Returns (image f32 (ch, cw, 3), mask uint8 (ch, cw), (y0, y1, x0, x1) box of image pixels
   in the crop; outside it the image is `fill` and the mask 0)."""
   ys, xs = np.nonzero(mask)

@@ -160,8 +160,7 @@ def refine_train_transform(image: np.ndarray, gt: np.ndarray, rng: np.random.Gen
   crop_to_box > 0: the crop is the object's box with that context, resized (objects.box_crop)."""
   fill = T.mean_pixel(pre)
   if crop_to_box > 0 and gt.any():
-    img, mask, (y0, y1, x0, x1) = box_crop(np.asarray(image, np.float32), gt, rng, tuple(crop_size),
-                                           float(crop_to_box), fill)
+    img, mask, (y0, y1, x0, x1) = box_crop(image, gt, rng, tuple(crop_size), float(crop_to_box), fill)
   else:
     anchor = anchor_pixel(gt, rng) if crop_on_object else None
     img, mask, (y0, y1, x0, x1) = crop_with_padding(image, gt, rng, tuple(crop_size), fill, aug.crop, anchor)

@@ -10,7 +10,8 @@
 Fields (the shared ones are described in configs/common.py):
   task                  'refinement' (psp_jax/tasks/refinement.py)
   model.*               psp_jax.models.RefinementModule fields (name 'cascadepsp', depth, width,
-                        dtype, passes: cascade length 1-3, 3 published)
+                        dtype, passes: cascade length 1-3, 3 published; seg_skip: 0 (published) or the
+                        initial gain of the input-skip on the output logits, not in the paper)
   data.*                see configs/data.py (binary_masks, synthetic_objects); data.crop_size is
                         the training crop (224 in the paper)
   train.loss.ce_weights / l1l2_weights   6-tuples over the outputs (s8a, s8b, s8c, s4b, s4c,
@@ -43,7 +44,7 @@ from psp_jax.train.refine_losses import (PUBLISHED_CE_WEIGHTS, PUBLISHED_GRAD_WE
 
 def _base(data_cfg: ml_collections.ConfigDict, *, depth: int = 50, width: int = 64,
           steps: int = 45_000, crop: int = 224) -> ml_collections.ConfigDict:
-  model = dict(name="cascadepsp", depth=depth, width=width, dtype="float32", passes=3)
+  model = dict(name="cascadepsp", depth=depth, width=width, dtype="float32", passes=3, seg_skip=0.0)
   loss = ml_collections.ConfigDict(dict(ce_weights=PUBLISHED_CE_WEIGHTS,
                                         l1l2_weights=PUBLISHED_L1L2_WEIGHTS,
                                         grad_weight=PUBLISHED_GRAD_WEIGHT))

@@ -148,6 +148,11 @@ class RefinementModule(nn.Module):
       4*width / width/2, head hidden width/2. Small widths make fast tests.
     bn: BatchNorm behaviour. dtype: compute dtype (params float32, outputs float32).
     passes: 1, 2 or 3 cascade passes (see above).
+    seg_skip: 0 (published: off) or the initial value g of a learned scalar `seg_skip_gain`
+      that adds g * seg (the coarse input in [-1, 1]) to every output logit, so the module
+      starts at its input (sigmoid(+-g)) and its layers learn the correction. Not in the
+      paper: the published module has to rebuild the input's boundary from its OS-2 features;
+      this lets a narrow module trained from scratch in minutes keep it. Adds one parameter.
   Params: feats, psp, up_1, up_2, up_3, final_28_{0,2}, final_56_{0,2}, final_11, final_21.
   """
   depth: int = 50
@@ -155,6 +160,7 @@ class RefinementModule(nn.Module):
   bn: BNConfig = BNConfig()
   dtype: Any = jnp.float32
   passes: int = 3
+  seg_skip: float = 0.0
 
   @nn.compact
   def __call__(self, images: jnp.ndarray, seg: jnp.ndarray, inter_s8: jnp.ndarray | None = None,
@@ -167,6 +173,8 @@ class RefinementModule(nn.Module):
     if h % 8 or w % 8:
       raise ValueError(f"RefinementModule input size {(h, w)} must be a multiple of 8; pad it with "
                        "psp_jax.models.refinement.pad_to_multiple (image 0, masks -1)")
+    if self.seg_skip < 0:
+      raise ValueError(f"RefinementModule seg_skip must be >= 0 (0: off), got {self.seg_skip!r}")
     if self.passes not in (1, 2, 3):
       raise ValueError(f"RefinementModule passes must be 1, 2 or 3, got {self.passes!r}")
     if inter_s4 is not None and inter_s8 is None:
@@ -229,6 +237,10 @@ class RefinementModule(nn.Module):
     p = up_3(p, images.astype(dt), train)
     p = nn.relu(_conv(jnp.concatenate([p, images.astype(dt)], axis=-1), hidden, 1, "final_11", dt))
     out["s1"] = _conv(p, 1, 1, "final_21", dt).astype(jnp.float32)
+    if self.seg_skip:
+      gain = self.param("seg_skip_gain", lambda _: jnp.asarray(self.seg_skip, jnp.float32))
+      skip = gain * seg.astype(jnp.float32)
+      out = {k: v + skip for k, v in out.items()}
     return out
 
 

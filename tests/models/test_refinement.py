@@ -147,3 +147,25 @@ def test_pad_to_multiple():
 def test_registered_as_cascadepsp_family():
   model = build_model({"name": "cascadepsp", "width": 16, "dtype": "bfloat16"})
   assert model == RefinementModule(width=16, dtype=jnp.bfloat16)
+
+
+def test_seg_skip_adds_its_learned_gain_times_the_input_to_every_output(small):
+  _, variables, image, seg, _ = small
+  image, seg = image[:, :16, :16], seg[:, :16, :16]
+  plain = RefinementModule(width=8, passes=1)
+  skip = RefinementModule(width=8, passes=1, seg_skip=2.0)
+  # Off (the published module) there is no extra parameter; on, exactly one scalar, init g.
+  assert "seg_skip_gain" not in variables["params"]
+  abstract = _abstract(skip)["params"]
+  assert set(abstract) - set(variables["params"]) == {"seg_skip_gain"}
+  assert abstract["seg_skip_gain"].shape == ()
+  assert float(skip.init(jax.random.PRNGKey(0), image[:1], seg[:1])["params"]["seg_skip_gain"]) == 2.0
+  gain = 1.5
+  v_skip = {**variables, "params": {**variables["params"], "seg_skip_gain": jnp.float32(gain)}}
+  run = lambda m, v: jax.jit(lambda v, *a: m.apply(v, *a))(v, image, seg)
+  ref, out = run(plain, variables), run(skip, v_skip)
+  assert sorted(out) == sorted(ref) == ["s1", "s4c", "s8c"]
+  for k in out:
+    np.testing.assert_allclose(out[k], ref[k] + gain * seg, rtol=1e-6, atol=1e-5)
+  with pytest.raises(ValueError, match="seg_skip must be >= 0"):
+    RefinementModule(width=8, seg_skip=-1.0).apply(variables, image, seg)

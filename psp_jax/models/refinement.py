@@ -152,8 +152,10 @@ class RefinementModule(nn.Module):
       that adds g * seg (the coarse input in [-1, 1]) to every output logit, so the module
       starts at its input (sigmoid(+-g)) and its layers learn the correction. Not in the
       paper: the published module has to rebuild the input's boundary from its OS-2 features;
-      this lets a narrow module trained from scratch in minutes keep it. Adds one parameter.
-  Params: feats, psp, up_1, up_2, up_3, final_28_{0,2}, final_56_{0,2}, final_11, final_21.
+      this is meant to let a narrow module trained from scratch in minutes keep it (on CamVid
+      objects it still did not beat its inputs; see the README). Adds one parameter.
+  Params: feats, psp, up_1, up_2, up_3, final_28_{0,2}, final_56_{0,2}, final_11, final_21
+    (and seg_skip_gain when seg_skip is on).
   """
   depth: int = 50
   width: int = 64

@@ -68,7 +68,7 @@ def test_meta(cascadepsp):
   _, model, variables, ckpt = cascadepsp
   meta = checkpoint.read_meta(ckpt)
   assert meta["model"] == {"name": "cascadepsp", "depth": 50, "width": 64, "dtype": "float32",
-                           "passes": 3}
+                           "passes": 3, "seg_skip": 0.0}  # the published module: no input skip
   assert meta["source"]["layout"] == "cascadepsp"
   assert meta["source"]["counts"]["loaded"] + meta["source"]["counts"]["ignored"] == 426
   assert meta["preprocessing"]["align_corners"] is False

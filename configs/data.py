@@ -70,7 +70,9 @@ Refinement (CascadePSP) data, read by psp_jax.data.refine_pipeline (binary_masks
                     iou_min, iou_max (target range 0.8, 1.0), tolerance (0.05: an operation
                     overshooting the target by more is undone), contour_prob, drop_run, keep_fraction,
                     jitter, min_vertices (contour stage), max_rounds, ops_per_round, kernel_min,
-                    kernel_max, flip_prob, margin (dilate/erode stage)
+                    kernel_max, flip_prob, margin (dilate/erode stage), lowres_min, lowres_max
+                    (0, 0: off, the paper's; else a low-resolution stage: the mask seen at 1/f of
+                    its size, f ~ U[min, max], as a segmentation network's upsampled output)
 """
 from __future__ import annotations
 
@@ -173,7 +175,7 @@ def _refinement(cfg: ml_collections.ConfigDict, foreground) -> ml_collections.Co
       crop=True, flip_prob=0.5, brightness=0.2, contrast=0.05, saturation=0.05, grayscale_prob=0.1,
       perturb=dict(iou_min=0.8, iou_max=1.0, tolerance=0.05, contour_prob=1.0, drop_run=0.1,
                    keep_fraction=0.1, jitter=1.0, min_vertices=10, max_rounds=250, ops_per_round=4,
-                   kernel_min=3, kernel_max=9, flip_prob=0.25, margin=9))
+                   kernel_min=3, kernel_max=9, flip_prob=0.25, margin=9, lowres_min=0.0, lowres_max=0.0))
   return cfg
 
 

@@ -20,6 +20,11 @@ shared/reference/paper_numbers.md):
    the rectangle alone, and the loop stops as soon as it drops below the target. An
    operation that would take the IoU below target - `tolerance` is undone (a thin part
    eroded away at once), so the output lands in [target - tolerance, target).
+3. optional, not in the paper (`lowres_min` = `lowres_max` = 0, the default, turns it off): the
+   mask is downsampled by a factor f ~ U[lowres_min, lowres_max] (area average) and upsampled
+   back bilinearly, thresholded at 0.5, as a segmentation network's output at output stride f
+   upsampled to the image. Boundaries become smooth everywhere, corners round off and parts
+   thinner than ~f px vanish; the IoU falls below the stage-1/2 target.
 
 That interval holds whenever the target is reached; the IoU stays above the target only when
 `max_rounds` pass first. That happens for full masks (a crop inside an object): with no
@@ -61,7 +66,8 @@ class Perturbation:
   iou_min, iou_max: range of the IoU target drawn per example (U[iou_min, iou_max));
   contour_prob: probability of the contour stage; drop_run, keep_fraction, jitter (px std),
   min_vertices: the contour stage; max_rounds, ops_per_round, kernel_min, kernel_max
-  (px, inclusive), flip_prob, margin (px), tolerance: the dilate/erode stage.
+  (px, inclusive), flip_prob, margin (px), tolerance: the dilate/erode stage; lowres_min,
+  lowres_max: the range of the low-resolution stage's factor (0, 0: off; else 1 <= min <= max).
   """
   iou_min: float = 0.8
   iou_max: float = 1.0
@@ -77,6 +83,8 @@ class Perturbation:
   flip_prob: float = 0.25
   margin: int = 9
   tolerance: float = 0.05
+  lowres_min: float = 0.0
+  lowres_max: float = 0.0
 
   def __post_init__(self):
     if not 0.0 <= self.iou_min <= self.iou_max <= 1.0:
@@ -92,6 +100,10 @@ class Perturbation:
         or self.tolerance < 0 or self.jitter < 0):
       raise ValueError("perturbation needs max_rounds >= 0, ops_per_round >= 1, min_vertices >= 3, margin >= 0, "
                        f"tolerance >= 0, jitter >= 0; got {self}")
+
+    if (self.lowres_min, self.lowres_max) != (0.0, 0.0) and not 1.0 <= self.lowres_min <= self.lowres_max:
+      raise ValueError("perturbation lowres_min, lowres_max must be 0, 0 (off) or satisfy 1 <= lowres_min <= "
+                       f"lowres_max, got ({self.lowres_min}, {self.lowres_max})")
 
   @classmethod
   def from_config(cls, cfg: Mapping[str, Any] | None) -> "Perturbation":
@@ -119,8 +131,10 @@ class Perturbation:
       degraded = self._degrade_contours(gt, rng)
       if mask_iou(degraded, gt) >= target:
         seg = degraded
-    seg = seg.copy()
-    return self._morph_rounds(gt, seg, rng, target)
+    seg = self._morph_rounds(gt, seg.copy(), rng, target)
+    if self.lowres_max > 0:
+      seg = low_resolution(seg, float(rng.uniform(self.lowres_min, self.lowres_max)))
+    return seg
 
   # --- stage 1 --------------------------------------------------------------------------
   def _degrade_contours(self, gt: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -190,6 +204,17 @@ class Perturbation:
           return seg
       done += n
     return seg
+
+
+def low_resolution(mask: np.ndarray, factor: float) -> np.ndarray:
+  """uint8 {0, 1} (H, W) -> the same mask seen at 1/factor of its size: area-averaged down to
+  (round(H / factor), round(W / factor)) (at least 1 x 1), bilinear back to (H, W), > 0.5."""
+  h, w = mask.shape
+  if factor <= 1.0:
+    return mask.copy()
+  small = cv2.resize(mask.astype(np.float32), (max(1, round(w / factor)), max(1, round(h / factor))),
+                     interpolation=cv2.INTER_AREA)
+  return (cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR) > 0.5).astype(np.uint8)
 
 
 _KERNEL_CACHE: dict[tuple[int, int], list[np.ndarray]] = {}

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from psp_jax.data import synthetic as S
-from psp_jax.data.perturb import Perturbation, benchmark, mask_iou, perturb_mask
+from psp_jax.data.perturb import Perturbation, benchmark, low_resolution, mask_iou, perturb_mask
 
 OBJECTS = [S.SYNTHETIC_CLASSES.index(c) for c in ("boat", "car", "bird", "cow", "tree", "sign")]
 
@@ -154,3 +154,48 @@ def test_options_are_checked_by_name():
   assert Perturbation.from_config({"iou_min": 0.5}).iou_min == 0.5
   t = [Perturbation(iou_min=0.6, iou_max=0.7).draw_target(np.random.default_rng(i)) for i in range(50)]
   assert 0.6 <= min(t) and max(t) < 0.7
+
+
+# --- the optional low-resolution stage (not in the paper; off by default) -------------------------
+def test_low_resolution_smooths_like_an_upsampled_network_output():
+  disc = _disc(size=96, r=30)
+  line = np.zeros((96, 96), np.uint8)
+  line[:, 40] = 1  # one pixel wide: averaged to 1/4 at factor 4, gone after the threshold
+  square = np.zeros((96, 96), np.uint8)
+  square[20:60, 20:60] = 1
+  np.testing.assert_array_equal(low_resolution(line, 1.0), line)  # factor <= 1: unchanged
+  assert not low_resolution(line, 4.0).any()
+  out = low_resolution(disc, 4.0)
+  assert out.dtype == np.uint8 and out.shape == disc.shape and set(np.unique(out)) <= {0, 1}
+  assert mask_iou(out, disc) > 0.95  # a large smooth shape survives
+  lowres_square = low_resolution(square, 8.0)
+  assert lowres_square[40, 40] == 1 and lowres_square[20, 20] == 0  # the corner rounds off
+  assert mask_iou(low_resolution(square, 8.0), square) < mask_iou(low_resolution(square, 2.0), square)
+
+
+def test_low_resolution_stage_runs_last_with_its_factor_drawn_per_example():
+  disc = _disc(size=96, r=30)
+  only_lowres = Perturbation(contour_prob=0.0, max_rounds=0, lowres_min=4.0, lowres_max=4.0)
+  np.testing.assert_array_equal(only_lowres(disc, np.random.default_rng(0), 0.9), low_resolution(disc, 4.0))
+  plain = Perturbation()
+  both = Perturbation(lowres_min=3.0, lowres_max=6.0)
+  m = _scene_masks(4)[0]
+  a = plain(m, np.random.default_rng(5), 0.9)
+  b = both(m, np.random.default_rng(5), 0.9)
+  # stages 1-2 draw the same numbers, then the factor is drawn: b is a's low-resolution version
+  factor = None
+  for f in np.linspace(3.0, 6.0, 301):
+    if np.array_equal(low_resolution(a, f), b):
+      factor = f
+      break
+  assert factor is not None
+  np.testing.assert_array_equal(both(m, np.random.default_rng(5), 0.9), b)  # deterministic
+  assert not np.array_equal(a, b)  # the stage changed the mask (smoothing can raise or lower the IoU)
+
+
+def test_low_resolution_options_are_checked():
+  with pytest.raises(ValueError, match="lowres_min, lowres_max"):
+    Perturbation(lowres_min=0.5, lowres_max=2.0)
+  with pytest.raises(ValueError, match="lowres_min, lowres_max"):
+    Perturbation(lowres_min=4.0, lowres_max=2.0)
+  assert Perturbation.from_config({"lowres_min": 2.0, "lowres_max": 8.0}).lowres_max == 8.0

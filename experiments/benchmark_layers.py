@@ -18,6 +18,16 @@ undilated ones on the d x d phases of its input, space-to-batch) and `dot` (a 1x
 one matrix product, strided ones sliced first); reported as ours / rewrite (> 1: the rewrite is
 faster) for the best one. The header names the CPU
 (its vector flags), the thread counts and the library versions: ratios move with the CPU kind.
+
+  python experiments/benchmark_layers.py --grad --model pspnet50 --size 233 --batch 2
+
+--grad times what a train step asks of each convolution instead: the forward and both
+gradients (dx, dW; dW only for the first convolution, whose input is the image), as the train
+step's backward pass computes them. The shapes come from the train-mode forward (the auxiliary
+head included) traced with every psp_jax.models.ops rewrite off, so each is one convolution;
+ours is then `jax.vjp` of psp_jax.models.ops.conv_general_dilated (the rewrites as the layers
+get them, listed per shape), torch is `F.conv2d` and `torch.autograd.grad`. The gradients of
+both sides are checked against each other before timing.
 Cap both sides to AVX2 on an AVX-512 machine with
   XLA_FLAGS=--xla_cpu_max_isa=AVX2 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 python ...
 """
@@ -46,8 +56,8 @@ def _size(text: str) -> tuple[int, int]:
   return int(text), int(text)
 
 
-def model_forward(name: str, size: tuple[int, int]):
-  """(fn, args) whose jaxpr holds the model's inference convolutions."""
+def model_forward(name: str, size: tuple[int, int], batch: int = 1, train: bool = False):
+  """(fn, args) whose jaxpr holds the model's inference (or train-mode) convolutions."""
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   from psp_jax.models.build import build_model  # pylint: disable=import-outside-toplevel
@@ -55,14 +65,19 @@ def model_forward(name: str, size: tuple[int, int]):
   if name.startswith("pspnet"):
     depth = int(name[len("pspnet"):] or 50)
     model = build_model({"name": "pspnet", "num_classes": 150, "depth": depth})
-    x = jnp.zeros((1, h, w, 3), jnp.float32)
+    x = jnp.zeros((batch, h, w, 3), jnp.float32)
     variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
+    if train:
+      return (lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"],
+                                       rngs={"dropout": jax.random.key(0)})), (variables, x)
     return (lambda v, x: model.apply(v, x, train=False)), (variables, x)
   if name == "refine":
     model = build_model({"name": "cascadepsp"})
-    x = jnp.zeros((1, h, w, 3), jnp.float32)
-    seg = jnp.zeros((1, h, w, 1), jnp.float32)
+    x = jnp.zeros((batch, h, w, 3), jnp.float32)
+    seg = jnp.zeros((batch, h, w, 1), jnp.float32)
     variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x, seg, train=False))
+    if train:
+      return (lambda v, x, s: model.apply(v, x, s, train=True, mutable=["batch_stats"])), (variables, x, seg)
     return (lambda v, x, s: model.apply(v, x, s, train=False)), (variables, x, seg)
   raise SystemExit(f"--model {name!r}: expected pspnet50, pspnet101 or refine")
 
@@ -205,6 +220,111 @@ def timers(nhwc, inner: int, with_rewrites: bool = False):
   return time_ours, time_torch, variants
 
 
+def grad_timers(nhwc, inner: int, first: bool):
+  """({phase: (ours(), torch_())}, rewrite name) for one convolution, each timer returning the
+  median seconds of `inner` calls. Phases: 'all' (forward + dW + dx, as one jitted vjp and one
+  autograd call), 'fwd', 'dx', 'dW' (each alone). first: the input is the image (no dx)."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  import torch  # pylint: disable=import-outside-toplevel
+  from psp_jax.models import ops  # pylint: disable=import-outside-toplevel
+  (n, h, w, c), (kh, kw, i, o), strides, padding, lhs_dil, dil, groups = nhwc
+  if any(d != 1 for d in lhs_dil):
+    raise ValueError("transposed convolutions (lhs dilation) are not benchmarked")
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(n, h, w, c)).astype(np.float32)
+  k = (rng.normal(size=(kh, kw, i, o)) * 0.05).astype(np.float32)
+
+  def conv(a, b):
+    return ops.conv_general_dilated(a, b, strides, padding, rhs_dilation=dil, feature_group_count=groups,
+                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+  out_shape = jax.eval_shape(conv, jax.ShapeDtypeStruct(x.shape, x.dtype), jax.ShapeDtypeStruct(k.shape, k.dtype)).shape
+  dy = rng.normal(size=out_shape).astype(np.float32)
+  if first:
+    step = jax.jit(lambda a, b, g: (lambda yv: (yv[0], yv[1](g)[0]))(jax.vjp(lambda bb: conv(a, bb), b)))
+  else:
+    step = jax.jit(lambda a, b, g: (lambda yv: (yv[0],) + yv[1](g))(jax.vjp(conv, a, b)))
+  xj, kj, gj = jnp.asarray(x), jnp.asarray(k), jnp.asarray(dy)
+  ours = [np.asarray(v) for v in step(xj, kj, gj)]
+  xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).requires_grad_(not first)
+  kt = torch.from_numpy(np.ascontiguousarray(k.transpose(3, 2, 0, 1))).requires_grad_(True)
+  gt = torch.from_numpy(np.ascontiguousarray(dy.transpose(0, 3, 1, 2)))
+  pad = (padding[1][0], padding[1][1], padding[0][0], padding[0][1])
+  symmetric = all(p[0] == p[1] for p in padding)
+
+  def torch_step():
+    a = xt if symmetric else torch.nn.functional.pad(xt, pad)
+    y = torch.nn.functional.conv2d(a, kt, stride=strides, dilation=dil, groups=groups,
+                                   padding=(padding[0][0], padding[1][0]) if symmetric else 0)
+    grads = torch.autograd.grad(y, (kt,) if first else (kt, xt), gt)
+    return (y,) + grads
+
+  ref = torch_step()
+  pairs = [(ours[0], ref[0].detach().numpy().transpose(0, 2, 3, 1), "y"),
+           (ours[-1] if first else ours[2], ref[1].numpy().transpose(2, 3, 1, 0), "dW")]
+  if not first:
+    pairs.append((ours[1], ref[2].numpy().transpose(0, 2, 3, 1), "dx"))
+  for a, b, what in pairs:
+    if a.shape != b.shape or not np.allclose(a, b, rtol=1e-3, atol=1e-3 * np.abs(b).max()):
+      raise AssertionError(f"{nhwc}: ours and torch disagree on {what}")
+
+  def median_time(call):
+    ts = []
+    for _ in range(inner):
+      t = time.perf_counter()
+      call()
+      ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+  fwd = jax.jit(conv)
+  dx = jax.jit(lambda a, b, g: jax.vjp(lambda aa: conv(aa, b), a)[1](g)[0])
+  dw = jax.jit(lambda a, b, g: jax.vjp(lambda bb: conv(a, bb), b)[1](g)[0])
+  xp = xt.detach() if symmetric else torch.nn.functional.pad(xt.detach(), pad)
+  opts = dict(stride=strides, dilation=dil, groups=groups,
+              padding=(padding[0][0], padding[1][0]) if symmetric else 0)
+  kd = kt.detach()
+
+  def torch_fwd():
+    with torch.no_grad():
+      return torch.nn.functional.conv2d(xp, kd, **opts)
+
+  phases = {
+      "all": (lambda: median_time(lambda: jax.block_until_ready(step(xj, kj, gj))),
+              lambda: median_time(torch_step)),
+      "fwd": (lambda: median_time(lambda: jax.block_until_ready(fwd(xj, kj))),
+              lambda: median_time(torch_fwd)),
+      "dW": (lambda: median_time(lambda: jax.block_until_ready(dw(xj, kj, gj))),
+             lambda: median_time(lambda: torch.nn.grad.conv2d_weight(xp, kd.shape, gt, **opts))),
+  }
+  if not first:
+    phases["dx"] = (lambda: median_time(lambda: jax.block_until_ready(dx(xj, kj, gj))),
+                    lambda: median_time(lambda: torch.nn.grad.conv2d_input(xp.shape, kd, gt, **opts)))
+  jax.block_until_ready((fwd(xj, kj), dw(xj, kj, gj)) + ((dx(xj, kj, gj),) if not first else ()))  # compiled
+  return phases, rewrite_of(nhwc)
+
+
+def rewrite_of(nhwc) -> str:
+  """Which psp_jax.models.ops rewrite a layer's convolution of this shape gets ('–': none)."""
+  from psp_jax.models import ops  # pylint: disable=import-outside-toplevel
+  (_, _, _, c), (kh, kw, i, o), strides, padding, lhs_dil, _, groups = nhwc
+  if groups != 1 or any(d != 1 for d in lhs_dil):
+    return "–"
+  weights = i * o
+  if (kh, kw) == (1, 1) and all(tuple(p) == (0, 0) for p in padding):
+    if ops.POINTWISE_DOT_MIN_WEIGHTS and weights >= ops.POINTWISE_DOT_MIN_WEIGHTS:
+      return "dot"
+    if ops.POINTWISE_DOT_GRAD_MIN_WEIGHTS and weights >= ops.POINTWISE_DOT_GRAD_MIN_WEIGHTS:
+      return "dot grads"
+    return "–"
+  names = []
+  if ops.CONV_SPLIT_MIN_CHANNELS and c >= ops.CONV_SPLIT_MIN_CHANNELS and c % ops.CONV_SPLIT_CHUNK == 0:
+    names.append(f"split {c // ops.CONV_SPLIT_CHUNK}")
+  if ops.TAP_DOT_GRAD_MIN_WEIGHTS and weights >= ops.TAP_DOT_GRAD_MIN_WEIGHTS and tuple(strides) == (1, 1):
+    names.append("tap-dot dW")
+  return " + ".join(names) or "–"
+
+
 def cpu_header() -> str:
   from psp_jax.reproducibility import cpu_description  # pylint: disable=import-outside-toplevel
   model, flags = cpu_description()
@@ -234,59 +354,115 @@ def main(argv=None) -> int:
   p.add_argument("--limit", type=int, default=0, help="only the N most expensive shapes (0: all)")
   p.add_argument("--rewrites", action="store_true",
                  help="also time each shape's rewrites (split<k>, s2b, dot) in the same pairs")
+  p.add_argument("--grad", action="store_true",
+                 help="time forward + gradients (dx, dW) of each shape, as the train step runs them")
+  p.add_argument("--batch", type=int, default=None, help="batch (default 1; 2 with --grad)")
   p.add_argument("--output", default=None, help="Markdown report (default: print only)")
   args = p.parse_args(argv)
+  if args.grad and args.rewrites:
+    p.error("--rewrites times forward rewrites only; it does not combine with --grad")
   import jax  # pylint: disable=import-outside-toplevel
   import torch  # pylint: disable=import-outside-toplevel
-  size = _size(args.size or ("904x608" if args.model == "refine" else "473"))
-  fn, fargs = model_forward(args.model, size)
+  from psp_jax.models import ops  # pylint: disable=import-outside-toplevel
+  size = _size(args.size or ("904x608" if args.model == "refine" else "233" if args.grad else "473"))
+  batch = args.batch or (2 if args.grad else 1)
+  fn, fargs = model_forward(args.model, size, batch, train=args.grad)
+  saved = {name: getattr(ops, name) for name in ops.SWITCHES}
+  if args.grad:  # every convolution as one conv_general_dilated in the jaxpr
+    for name in ops.SWITCHES:
+      setattr(ops, name, 0)
+  try:
+    found = conv_shapes(fn, fargs)
+  finally:
+    for name, value in saved.items():
+      setattr(ops, name, value)
   shapes = collections.Counter()
-  for key, count in conv_shapes(fn, fargs).items():
+  for key, count in found.items():
     shapes[to_nhwc(key)] += count
+  first_input = fargs[1].shape[-1] + (fargs[2].shape[-1] if len(fargs) > 2 else 0)
   todo = sorted(shapes, key=lambda s: -gflop(s) * shapes[s])
   if args.limit:
     todo = todo[:args.limit]
-  rows = []
+  rows, phase_rows = [], {}
   for j, nhwc in enumerate(todo):
-    ours, theirs, variants = timers(nhwc, args.inner, args.rewrites)
-    pairs = []
+    if args.grad:
+      phases, rewrite = grad_timers(nhwc, args.inner, first=nhwc[0][3] == first_input)
+      ours, theirs = phases.pop("all")
+      variants = {}
+    else:
+      ours, theirs, variants = timers(nhwc, args.inner, args.rewrites)
+      phases, rewrite = {}, None
+    pairs, phase_pairs = [], collections.defaultdict(list)
     for _ in range(args.pairs):
       a, b = ours(), theirs()
       pairs.append((a, b, {name: fn() for name, fn in variants.items()}))
+      for name, (po, pt) in phases.items():
+        phase_pairs[name].append((po(), pt()))
+    phase_ratio = {name: statistics.median(b / a for a, b in v) for name, v in phase_pairs.items()}
+    phase_ms = {name: (statistics.median(a for a, _ in v), statistics.median(b for _, b in v))
+                for name, v in phase_pairs.items()}
     o = statistics.median(a for a, _, _ in pairs)
     t = statistics.median(b for _, b, _ in pairs)
     ratio = statistics.median(b / a for a, b, _ in pairs)
     gains = {name: statistics.median(a / v[name] for a, _, v in pairs) for name in variants}
     best = max(gains.items(), key=lambda kv: kv[1]) if gains else None
-    rows.append((nhwc, shapes[nhwc], o, t, ratio, best))
+    rows.append((nhwc, shapes[nhwc], o, t, ratio, best if rewrite is None else rewrite))
+    phase_rows[nhwc] = (phase_ms, phase_ratio)
     extra = f", best rewrite {best[0]} ours/rewrite {best[1]:.2f}" if best else ""
+    extra += f", rewrite: {rewrite}" if rewrite is not None else ""
+    extra += "".join(f", {name} {1e3 * phase_ms[name][0]:.1f}/{1e3 * phase_ms[name][1]:.1f} ms "
+                     f"({phase_ratio[name]:.2f})" for name in phase_ratio)
     print(f"[{j + 1}/{len(todo)}] {describe(nhwc)} x{shapes[nhwc]}: ours {1e3 * o:.2f} ms, "
           f"torch {1e3 * t:.2f} ms, torch/ours {ratio:.2f}{extra}", flush=True)
   total_ours = sum(c * o for _, c, o, _, _, _ in rows)
   total_torch = sum(c * t for _, c, _, t, _, _ in rows)
   # with each shape's best rewrite where it is faster (a shape-by-shape choice)
-  total_best = sum(c * (o / best[1] if best and best[1] > 1 else o) for _, c, o, _, _, best in rows)
+  total_best = (0.0 if args.grad else
+                sum(c * (o / best[1] if best and best[1] > 1 else o) for _, c, o, _, _, best in rows))
+
+  def work(nhwc) -> float:  # GFLOP per call: forward, plus dW and dx with --grad
+    if not args.grad:
+      return gflop(nhwc)
+    return gflop(nhwc) * (2 if nhwc[0][3] == first_input else 3)
   command = "python experiments/benchmark_layers.py " + shlex.join(argv if argv is not None else sys.argv[1:])
   h, w = size
-  lines = [f"# Convolutions of {args.model} at {w}x{h}: ours (XLA) vs PyTorch, interleaved", "",
+  title = ("forward and gradients of the convolutions" if args.grad else "Convolutions")
+  lines = [f"# {title[0].upper() + title[1:]} of {args.model} at {batch}x{w}x{h}: ours (XLA) vs PyTorch, interleaved", "",
            f"Made by: `{command}`", "",
            f"Machine: {cpu_header()}. jax {jax.__version__}, torch {torch.__version__} "
            f"({torch.get_num_threads()} threads); XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, "
            f"ATEN_CPU_CAPABILITY={os.environ.get('ATEN_CPU_CAPABILITY', '')!r}, "
            f"ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', '')!r}.",
            f"Each shape: {args.pairs} pairs (ours, then torch), each side the median of {args.inner} "
-           "calls; ratio = median over pairs of torch/ours (> 1: ours faster).", "",
-           "| convolution | count | GFLOP | ours ms | torch ms | ours GFLOP/s | torch GFLOP/s | torch/ours | share of our time | best rewrite (ours/rewrite) |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+           "calls; ratio = median over pairs of torch/ours (> 1: ours faster)." +
+           (" GFLOP counts the forward, dW and dx (dW only for the first convolution); 'our rewrite' "
+            "is what psp_jax.models.ops gives the layer." if args.grad else ""), "",
+           "| convolution | count | GFLOP | ours ms | torch ms | ours GFLOP/s | torch GFLOP/s | torch/ours | share of our time | "
+           + ("our rewrite | fwd ms ours / torch (ratio) | dx | dW |" if args.grad else "best rewrite (ours/rewrite) |"),
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|" + ("---|---|---|" if args.grad else "")]
   for nhwc, count, o, t, ratio, best in rows:
-    g = gflop(nhwc)
-    rewrite = f"{best[0]} ({best[1]:.2f})" if best else "–"
-    lines.append(f"| {describe(nhwc)} | {count} | {g:.3f} | {1e3 * o:.2f} | {1e3 * t:.2f} | "
-                 f"{g / o:.0f} | {g / t:.0f} | {ratio:.2f} | {100 * count * o / total_ours:.1f}% | "
-                 f"{rewrite} |")
+    g = work(nhwc)
+    if args.grad:
+      rewrite = best
+    else:
+      rewrite = f"{best[0]} ({best[1]:.2f})" if best else "–"
+    line = (f"| {describe(nhwc)} | {count} | {g:.3f} | {1e3 * o:.2f} | {1e3 * t:.2f} | "
+            f"{g / o:.0f} | {g / t:.0f} | {ratio:.2f} | {100 * count * o / total_ours:.1f}% | "
+            f"{rewrite} |")
+    if args.grad:
+      ms, pr = phase_rows[nhwc]
+      line += "".join(f" {1e3 * ms[k][0]:.1f} / {1e3 * ms[k][1]:.1f} ({pr[k]:.2f}) |" if k in pr else " – |"
+                      for k in ("fwd", "dx", "dW"))
+    lines.append(line)
   lines += ["", f"All convolutions (count x median): ours {total_ours:.3f} s, torch {total_torch:.3f} s, "
                 f"torch/ours {total_torch / total_ours:.2f}; "
-                f"{sum(gflop(s) * c for s, c, *_ in rows):.1f} GFLOP."]
+                f"{sum(work(s) * c for s, c, *_ in rows):.1f} GFLOP."]
+  if args.grad:
+    for k in ("fwd", "dx", "dW"):
+      ours_k = sum(c * phase_rows[s][0][k][0] for s, c, *_ in rows if k in phase_rows[s][0])
+      torch_k = sum(c * phase_rows[s][0][k][1] for s, c, *_ in rows if k in phase_rows[s][0])
+      lines.append(f"{k} alone, all convolutions: ours {ours_k:.3f} s, torch {torch_k:.3f} s, torch/ours "
+                   f"{torch_k / ours_k:.2f}.")
   if args.rewrites:
     lines += [f"With each shape's best rewrite where it is faster: ours {total_best:.3f} s, "
               f"torch/ours {total_torch / total_best:.2f} (convolutions only; '–': no rewrite applies)."]

@@ -54,6 +54,14 @@ from jax import lax
 # image-sized kernel, 1.1-2.8x slower than the dots on PSPNet-50's layer3/layer4/head shapes
 # (and slower than the dots still on the narrow, large-image stem: hence the threshold).
 #
+# MAX_POOL_SLICES_MIN_CHANNELS: max pooling (`max_pool_window`) of an input with at least this
+# many channels is the running maximum of its kernel x kernel strided window slices (the same
+# bits forward), with a gradient of elementwise selects that XLA fuses, each window's gradient
+# going to its first maximum (the rule of XLA's own gradient and of PyTorch's). XLA's CPU
+# gradient of the pooling (select_and_scatter) took 47 ms on PSPNet-50's stem pool at
+# 2x117x117x128 in an ad-hoc timing (2026-12-07, Intel Xeon with AVX-512), the slices 6.6 ms
+# and PyTorch 15.7 ms (forward + backward each).
+#
 # All thresholds keep every narrow (mini-scale) model on the plain path, bit for bit, so the
 # committed mini tables rerun to the same digits. 0 turns a rewrite off.
 CONV_SPLIT_MIN_CHANNELS = 2048
@@ -62,8 +70,10 @@ POINTWISE_DOT_GRAD_MIN_WEIGHTS = 512 * 512
 POINTWISE_DOT_MIN_WEIGHTS = 512 * 512
 MATERIALIZE_MIN_CHANNELS = 1024
 TAP_DOT_GRAD_MIN_WEIGHTS = 256 * 256
+MAX_POOL_SLICES_MIN_CHANNELS = 128
 SWITCHES = ("CONV_SPLIT_MIN_CHANNELS", "CONV_SPLIT_CHUNK", "POINTWISE_DOT_GRAD_MIN_WEIGHTS",
-            "POINTWISE_DOT_MIN_WEIGHTS", "MATERIALIZE_MIN_CHANNELS", "TAP_DOT_GRAD_MIN_WEIGHTS")
+            "POINTWISE_DOT_MIN_WEIGHTS", "MATERIALIZE_MIN_CHANNELS", "TAP_DOT_GRAD_MIN_WEIGHTS",
+            "MAX_POOL_SLICES_MIN_CHANNELS")
 
 
 def parse_switches(items: Sequence[str], flag: str) -> dict[str, int]:
@@ -245,6 +255,68 @@ def _pointwise_conv_bwd(strides, precision, residuals, dy):
 
 
 _pointwise_conv.defvjp(_pointwise_conv_fwd, _pointwise_conv_bwd)
+
+
+def max_pool_window(x: jnp.ndarray, kernel: int, stride: int,
+                    pads: Sequence[tuple[int, int]]) -> jnp.ndarray:
+  """Max pooling of NHWC `x` (N, H, W, C) with a square `kernel` window, `stride`, and -inf
+  padding `pads` ((top, bottom), (left, right)) -> (N, Ho, Wo, C): XLA's reduce_window, or
+  the window slices of MAX_POOL_SLICES_MIN_CHANNELS where that applies."""
+  pads = tuple((int(lo), int(hi)) for lo, hi in pads)
+  if MAX_POOL_SLICES_MIN_CHANNELS and x.shape[-1] >= MAX_POOL_SLICES_MIN_CHANNELS:
+    return _max_pool_slices(x, int(kernel), int(stride), pads)
+  # A Python-scalar identity lets JAX use its differentiable max-pool primitive.
+  return lax.reduce_window(x, -jnp.inf, lax.max, (1, kernel, kernel, 1), (1, stride, stride, 1),
+                           ((0, 0),) + pads + ((0, 0),))
+
+
+def _window_slices(xp, kernel: int, stride: int, ho: int, wo: int):
+  """[(i, j, xp's (N, Ho, Wo, C) slice read by window tap (i, j))], taps in row-major order."""
+  n, _, _, c = xp.shape
+  return [(i, j, lax.slice(xp, (0, i, j, 0), (n, i + (ho - 1) * stride + 1, j + (wo - 1) * stride + 1, c),
+                           (1, stride, stride, 1)))
+          for i in range(kernel) for j in range(kernel)]
+
+
+def _pool_geometry(x, kernel, stride, pads):
+  (t, b), (l, r) = pads
+  hp, wp = x.shape[1] + t + b, x.shape[2] + l + r
+  return hp, wp, (hp - kernel) // stride + 1, (wp - kernel) // stride + 1
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def _max_pool_slices(x, kernel, stride, pads):
+  """(N, H, W, C) -> (N, Ho, Wo, C): the elementwise maximum of the window slices."""
+  (t, b), (l, r) = pads
+  _, _, ho, wo = _pool_geometry(x, kernel, stride, pads)
+  xp = lax.pad(x, jnp.array(-jnp.inf, x.dtype), ((0, 0, 0), (t, b, 0), (l, r, 0), (0, 0, 0)))
+  return functools.reduce(jnp.maximum, [s for _, _, s in _window_slices(xp, kernel, stride, ho, wo)])
+
+
+def _max_pool_slices_fwd(x, kernel, stride, pads):
+  out = _max_pool_slices(x, kernel, stride, pads)
+  return out, (x, out)
+
+
+def _max_pool_slices_bwd(kernel, stride, pads, residuals, g):
+  x, out = residuals
+  (t, b), (l, r) = pads
+  hp, wp, ho, wo = _pool_geometry(x, kernel, stride, pads)
+  xp = lax.pad(x, jnp.array(-jnp.inf, x.dtype), ((0, 0, 0), (t, b, 0), (l, r, 0), (0, 0, 0)))
+  zero = jnp.zeros((), g.dtype)
+  taken = jnp.zeros(out.shape, bool)
+  dxp = None
+  for i, j, s in _window_slices(xp, kernel, stride, ho, wo):
+    hit = (s == out) & ~taken  # the first maximum of each window takes its gradient
+    taken = taken | hit
+    part = lax.pad(jnp.where(hit, g, zero), zero,
+                   ((0, 0, 0), (i, hp - i - (ho - 1) * stride - 1, stride - 1),
+                    (j, wp - j - (wo - 1) * stride - 1, stride - 1), (0, 0, 0)))
+    dxp = part if dxp is None else dxp + part
+  return (dxp[:, t:t + x.shape[1], l:l + x.shape[2]],)
+
+
+_max_pool_slices.defvjp(_max_pool_slices_fwd, _max_pool_slices_bwd)
 
 
 def linear_interpolation_matrix(in_size: int, out_size: int, align_corners: bool,

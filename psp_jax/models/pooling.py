@@ -19,6 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from psp_jax.models import ops
+
 
 def pooled_length(length: int, kernel: int, stride: int, padding: int, ceil: bool) -> int:
   """Output length of a pooling window along one axis (module docstring)."""
@@ -50,13 +52,11 @@ def _pads(shape, kernel: int, stride: int, padding: int, ceil: bool) -> list[tup
 
 def max_pool(x: jnp.ndarray, kernel: int, stride: int, padding: int = 0, ceil: bool = False
              ) -> jnp.ndarray:
-  """Max pooling of NHWC `x` with a square window; padding and overhang are -inf."""
+  """Max pooling of NHWC `x` with a square window; padding and overhang are -inf
+  (`ops.max_pool_window`: XLA's reduce_window, or its window slices for wide inputs)."""
   if x.ndim != 4:
     raise ValueError(f"max_pool expects NHWC input of rank 4, got shape {x.shape}")
-  (ph, pw) = _pads(x.shape[1:3], kernel, stride, padding, ceil)
-  # A Python-scalar identity lets JAX use its differentiable max-pool primitive.
-  return lax.reduce_window(x, -jnp.inf, lax.max, (1, kernel, kernel, 1), (1, stride, stride, 1),
-                           ((0, 0), ph, pw, (0, 0)))
+  return ops.max_pool_window(x, kernel, stride, _pads(x.shape[1:3], kernel, stride, padding, ceil))
 
 
 def avg_pool(x: jnp.ndarray, kernel: int, stride: int, padding: int = 0, ceil: bool = False

@@ -225,7 +225,7 @@ class ResNet(nn.Module):
     if self.layout == "msra":
       y = max_pool(y, 3, 2, padding=1, ceil=True)
     else:
-      y = nn.max_pool(y, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+      y = max_pool(y, 3, 2, padding=1)
     feats["stem"] = y
 
     stage_planes = [p * w // 64 for p in STAGE_PLANES]

@@ -413,3 +413,59 @@ def test_parse_switches_names_the_flag_and_the_switches():
   for bad in ("TAP_DOT_GRAD_MIN_WEIGHTS", "NOT_A_SWITCH=1", "CONV_SPLIT_CHUNK=-1"):
     with pytest.raises(ValueError, match=r"--before .*TAP_DOT_GRAD_MIN_WEIGHTS"):
       ops.parse_switches([bad], "--before")
+
+
+# --- max pooling as window slices (MAX_POOL_SLICES_MIN_CHANNELS) ---------------------------------
+def _plain_max_pool(x, kernel, stride, pads):
+  from jax import lax
+  return lax.reduce_window(x, -jnp.inf, lax.max, (1, kernel, kernel, 1), (1, stride, stride, 1),
+                           ((0, 0),) + tuple(pads) + ((0, 0),))
+
+
+@pytest.mark.parametrize("kernel,stride,pads", [
+    (3, 2, ((1, 1), (1, 1))),   # ResNet's stem pool
+    (3, 2, ((1, 2), (1, 1))),   # ceil rounding: an overhang at the bottom
+    (3, 1, ((1, 1), (1, 1))),   # DeepLab's pool4/pool5
+    (2, 2, ((0, 0), (0, 0))),   # VGG's pools: windows do not overlap
+])
+def test_max_pool_slices_match_xla_pooling_forward_bit_for_bit_and_gradient(kernel, stride, pads):
+  """Wide inputs: the same maxima bit for bit; the gradient is XLA's (each window's to its first
+  maximum, so ties after a ReLU go where XLA and PyTorch send them), exact where windows do not
+  overlap and up to the order of the sums where they do."""
+  import jax
+  rng = np.random.default_rng(11)
+  x = jnp.asarray(np.maximum(rng.normal(size=(2, 9, 10, 128)), 0).astype(np.float32))  # ReLU'd: ties at 0
+  ours = lambda a: ops.max_pool_window(a, kernel, stride, pads)  # noqa: E731
+  plain = lambda a: _plain_max_pool(a, kernel, stride, pads)  # noqa: E731
+  assert "reduce_window" not in str(jax.make_jaxpr(ours)(x))
+  y, y_plain = jax.jit(ours)(x), jax.jit(plain)(x)
+  assert y.shape == y_plain.shape and np.array_equal(y, y_plain)
+  g = jnp.asarray(rng.normal(size=y.shape).astype(np.float32))
+  d = jax.jit(lambda a, g: jax.vjp(ours, a)[1](g)[0])(x, g)
+  d_plain = jax.jit(lambda a, g: jax.vjp(plain, a)[1](g)[0])(x, g)
+  if kernel == stride:
+    assert np.array_equal(d, d_plain)
+  np.testing.assert_allclose(d, d_plain, rtol=1e-6, atol=1e-6)
+
+
+def test_max_pool_slices_give_a_tied_window_s_gradient_to_its_first_maximum():
+  import jax
+  x = jnp.ones((1, 4, 4, 128))
+  d = jax.grad(lambda a: ops.max_pool_window(a, 2, 2, ((0, 0), (0, 0))).sum())(x)
+  expected = np.zeros((4, 4))
+  expected[::2, ::2] = 1.0  # the top-left element of each 2x2 window
+  np.testing.assert_array_equal(np.asarray(d[0, :, :, 0]), expected)
+  np.testing.assert_array_equal(d, jax.grad(lambda a: _plain_max_pool(a, 2, 2, ((0, 0), (0, 0))).sum())(x))
+
+
+def test_max_pool_slices_only_for_wide_inputs_and_switch(monkeypatch):
+  """Narrow inputs (every mini model's pools: 64 channels at most) keep XLA's pooling, as does
+  everything with the switch at 0; the ResNet stem and the VGG pools go through it."""
+  import jax
+  from psp_jax.models.pooling import max_pool
+  pads = ((1, 1), (1, 1))
+  assert "reduce_window" in str(jax.make_jaxpr(lambda a: ops.max_pool_window(a, 3, 2, pads))(jnp.zeros((1, 8, 8, 64))))
+  wide = jnp.zeros((1, 8, 8, 128))
+  assert "reduce_window" not in str(jax.make_jaxpr(lambda a: max_pool(a, 3, 2, padding=1, ceil=True))(wide))
+  monkeypatch.setattr(ops, "MAX_POOL_SLICES_MIN_CHANNELS", 0)
+  assert "reduce_window" in str(jax.make_jaxpr(lambda a: ops.max_pool_window(a, 3, 2, pads))(wide))

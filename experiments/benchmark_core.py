@@ -36,9 +36,11 @@ def _time(fn, repeats: int) -> tuple[float, list[float]]:
   return statistics.median(times), times
 
 
-def our_train_step(model, variables, images, labels, classes: int, devices: int):
+def our_train_step(model, variables, images, labels, classes: int, devices: int,
+                   compiler_options=None):
   """run() doing one SGD step of `model` (momentum 0.9, weight decay 1e-4, poly schedule, PPM
-  and heads at 10x) on `devices` devices, waiting for its metrics."""
+  and heads at 10x) on `devices` devices, waiting for its metrics; compiled with
+  `compiler_options` when given."""
   import jax  # pylint: disable=import-outside-toplevel
   import ml_collections  # pylint: disable=import-outside-toplevel
 
@@ -53,6 +55,8 @@ def our_train_step(model, variables, images, labels, classes: int, devices: int)
   opt = make_optimizer(cfg, variables["params"], 1000)
   state = [create_train_state(variables, opt.tx, jax.random.key(1), mesh)]
   step = make_train_step(model, opt, mesh, num_classes=classes)
+  if compiler_options:
+    step = step.lower(state[0], images, labels).compile(compiler_options)
 
   def run():
     state[0], metrics = step(state[0], images, labels)
@@ -86,10 +90,19 @@ def main() -> None:
                       help="with --torch: also time our network with these ops switches (e.g. "
                            "MATERIALIZE_MIN_CHANNELS=0; repeatable) in the same rounds (before, "
                            "ours, torch), and report the gain ours/before side by side")
+  parser.add_argument("--before-fusions", default=None, metavar="LIST",
+                      help="with --torch: the 'before' program is compiled with "
+                           "--xla_cpu_experimental_ynn_fusion_type=LIST ('xla': XLA's own default, "
+                           "the state before psp_jax/xla_cpu.py; combines with --before)")
+  parser.add_argument("--idle", type=float, default=0.0,
+                      help="train_step --before-fusions without --torch: seconds of idle time "
+                           "before each timed step (as data loading leaves between steps)")
   args = parser.parse_args()
   if args.before and not args.torch:
     parser.error("--before needs --torch")
-  if args.what == "train_step" and not args.torch:  # before jax is imported
+  if args.before_fusions is not None and not args.torch and args.what != "train_step":
+    parser.error("--before-fusions without --torch times train_step only")
+  if args.what == "train_step" and not args.torch and args.before_fusions is None:  # before jax
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                                f" --xla_force_host_platform_device_count={args.devices}")
   from psp_jax.models import ops  # pylint: disable=import-outside-toplevel
@@ -98,6 +111,8 @@ def main() -> None:
       setattr(ops, name.upper(), getattr(args, name))
   if args.torch:
     return against_torch(args)
+  if args.before_fusions is not None:
+    return fusions_ab(args)
   import jax
   import jax.numpy as jnp
   import numpy as np
@@ -186,6 +201,49 @@ def _torch_train_step(net, classes: int):
   return step
 
 
+def fusions_ab(args) -> None:
+  """One-device train step compiled with --before-fusions ("before") and as psp_jax compiles it
+  ("ours"), alternating in one process, no PyTorch; --idle seconds before each timed step."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+
+  from psp_jax import xla_cpu  # pylint: disable=import-outside-toplevel
+  from psp_jax.checkpoint import init_variables  # pylint: disable=import-outside-toplevel
+  from psp_jax.models.build import build_model  # pylint: disable=import-outside-toplevel
+  from psp_jax.reproducibility import cpu_description  # pylint: disable=import-outside-toplevel
+  fusions = xla_cpu.XLA_DEFAULT_FUSIONS if args.before_fusions == "xla" else args.before_fusions
+  size, batch = args.size or 233, args.batch or 2
+  model = build_model({"name": "pspnet", "num_classes": args.classes, "depth": args.depth})
+  variables = init_variables(model, jax.random.key(0))
+  rng = np.random.default_rng(0)
+  images = rng.normal(size=(batch, size, size, 3)).astype(np.float32)
+  labels = rng.integers(0, args.classes, size=(batch, size, size)).astype(np.int32)
+  runs = {"before": our_train_step(model, jax.tree.map(jnp.copy, variables), images, labels,
+                                   args.classes, 1, xla_cpu.compiler_options(fusions)),
+          "ours": our_train_step(model, variables, images, labels, args.classes, 1)}
+  for run in runs.values():  # compile and warm up
+    run()
+    run()
+  times = {k: [] for k in runs}
+  for k in range(args.pairs):
+    for name, run in runs.items():
+      time.sleep(args.idle)
+      t = time.perf_counter()
+      run()
+      times[name].append(time.perf_counter() - t)
+    print(f"round {k}: before {times['before'][-1]:.3f} s, ours {times['ours'][-1]:.3f} s", flush=True)
+  gains = [b / o for b, o in zip(times["before"], times["ours"])]
+  cpu, flags = cpu_description()
+  print(f"PSPNet-{args.depth} ({args.classes} classes), train step {batch}x{size}x{size}, one device, "
+        f"{args.idle:g} s idle before each step; CPU {cpu} ({os.cpu_count()} cores; {flags}); "
+        f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; jax {jax.__version__}")
+  print(f"  before (fusions {fusions}): median {statistics.median(times['before']):.3f} s; ours "
+        f"median {statistics.median(times['ours']):.3f} s; gain before/ours, median of {args.pairs} "
+        f"rounds: {statistics.median(gains):.3f} (range {min(gains):.2f}-{max(gains):.2f}; > 1: "
+        "ours faster)")
+
+
 def against_torch(args) -> None:
   """Ours vs the PyTorch network, interleaved pairs (see the module docstring)."""
   import pathlib  # pylint: disable=import-outside-toplevel
@@ -220,15 +278,22 @@ def against_torch(args) -> None:
   rng = np.random.default_rng(0)
   images = rng.normal(size=(batch, size, size, 3)).astype(np.float32)
   xt = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
-  before = _parse_switches(args.before)
+  switches = _parse_switches(args.before)
+  options = None
+  if args.before_fusions is not None:
+    from psp_jax import xla_cpu  # pylint: disable=import-outside-toplevel
+    fusions = xla_cpu.XLA_DEFAULT_FUSIONS if args.before_fusions == "xla" else args.before_fusions
+    options = xla_cpu.compiler_options(fusions)
+  before = bool(switches) or options is not None
+  before_desc = " ".join(args.before + ([f"fusions {fusions}"] if options is not None else []))
   if forward:
     fwd = jax.jit(lambda v, x: model.apply(v, x, train=False))
     xj = jnp.asarray(images)
     ours_fn = lambda: fwd(variables, xj).block_until_ready()  # noqa: E731
     if before:
-      fwd_before = jax.jit(lambda v, x: model.apply(v, x, train=False))
-      with _switched(before):
-        fwd_before(variables, xj).block_until_ready()  # traced (and compiled) with the switches
+      with _switched(switches):  # traced (and compiled) with the switches and options
+        fwd_before = jax.jit(lambda v, x: model.apply(v, x, train=False)).lower(
+            variables, xj).compile(options)
       before_fn = lambda: fwd_before(variables, xj).block_until_ready()  # noqa: E731
 
     def torch_fn():
@@ -238,9 +303,9 @@ def against_torch(args) -> None:
   else:
     labels = rng.integers(0, args.classes, size=(batch, size, size)).astype(np.int32)
     if before:  # its own copy of the state: the step donates it
-      with _switched(before):
+      with _switched(switches):
         before_fn = our_train_step(model, jax.tree.map(jnp.copy, variables), images, labels,
-                                   args.classes, 1)
+                                   args.classes, 1, options)
         before_fn()
     ours_fn = our_train_step(model, variables, images, labels, args.classes, 1)
     tstep = _torch_train_step(net, args.classes)
@@ -284,7 +349,7 @@ def against_torch(args) -> None:
   if before:
     gains = [a / b for a, b in zip(befores, ours)]
     vs_torch = [b / a for a, b in zip(befores, theirs)]
-    print(f"  before ({' '.join(args.before)}): median {statistics.median(befores):.3f} s; "
+    print(f"  before ({before_desc}): median {statistics.median(befores):.3f} s; "
           f"torch/before {statistics.median(vs_torch):.2f} (range {min(vs_torch):.2f}-"
           f"{max(vs_torch):.2f}); gain before/ours, median of {args.pairs} rounds: "
           f"{statistics.median(gains):.3f} (range {min(gains):.2f}-{max(gains):.2f}; > 1: the "

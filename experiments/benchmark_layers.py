@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import os
 import pathlib
 import shlex
@@ -162,6 +163,16 @@ def rewrites(nhwc) -> dict:
   return out
 
 
+def median_time(call, inner: int) -> float:
+  """The median seconds of `inner` calls of `call()`."""
+  ts = []
+  for _ in range(inner):
+    t = time.perf_counter()
+    call()
+    ts.append(time.perf_counter() - t)
+  return statistics.median(ts)
+
+
 def timers(nhwc, inner: int, with_rewrites: bool = False):
   """(ours(), torch_(), {rewrite: fn()}) each returning the median seconds of `inner` calls."""
   import jax  # pylint: disable=import-outside-toplevel
@@ -193,21 +204,14 @@ def timers(nhwc, inner: int, with_rewrites: bool = False):
   ours = np.asarray(conv(xj, kj))
   if ours.shape != ref.shape or not np.allclose(ours, ref, rtol=1e-3, atol=1e-3 * np.abs(ref).max()):
     raise AssertionError(f"{nhwc}: ours and torch disagree ({ours.shape} vs {ref.shape})")
-
-  def median_time(call):
-    ts = []
-    for _ in range(inner):
-      t = time.perf_counter()
-      call()
-      ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
+  median = functools.partial(median_time, inner=inner)
 
   def timed(fn):
-    return lambda: median_time(lambda: fn(xj, kj).block_until_ready())
+    return lambda: median(lambda: fn(xj, kj).block_until_ready())
 
   def time_torch():
     with torch.inference_mode():
-      return median_time(torch_conv)
+      return median(torch_conv)
 
   time_ours = timed(conv)
 
@@ -268,14 +272,7 @@ def grad_timers(nhwc, inner: int, first: bool):
   for a, b, what in pairs:
     if a.shape != b.shape or not np.allclose(a, b, rtol=1e-3, atol=1e-3 * np.abs(b).max()):
       raise AssertionError(f"{nhwc}: ours and torch disagree on {what}")
-
-  def median_time(call):
-    ts = []
-    for _ in range(inner):
-      t = time.perf_counter()
-      call()
-      ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
+  timed = functools.partial(median_time, inner=inner)
 
   fwd = jax.jit(conv)
   dx = jax.jit(lambda a, b, g: jax.vjp(lambda aa: conv(aa, b), a)[1](g)[0])
@@ -290,16 +287,16 @@ def grad_timers(nhwc, inner: int, first: bool):
       return torch.nn.functional.conv2d(xp, kd, **opts)
 
   phases = {
-      "all": (lambda: median_time(lambda: jax.block_until_ready(step(xj, kj, gj))),
-              lambda: median_time(torch_step)),
-      "fwd": (lambda: median_time(lambda: jax.block_until_ready(fwd(xj, kj))),
-              lambda: median_time(torch_fwd)),
-      "dW": (lambda: median_time(lambda: jax.block_until_ready(dw(xj, kj, gj))),
-             lambda: median_time(lambda: torch.nn.grad.conv2d_weight(xp, kd.shape, gt, **opts))),
+      "all": (lambda: timed(lambda: jax.block_until_ready(step(xj, kj, gj))),
+              lambda: timed(torch_step)),
+      "fwd": (lambda: timed(lambda: jax.block_until_ready(fwd(xj, kj))),
+              lambda: timed(torch_fwd)),
+      "dW": (lambda: timed(lambda: jax.block_until_ready(dw(xj, kj, gj))),
+             lambda: timed(lambda: torch.nn.grad.conv2d_weight(xp, kd.shape, gt, **opts))),
   }
   if not first:
-    phases["dx"] = (lambda: median_time(lambda: jax.block_until_ready(dx(xj, kj, gj))),
-                    lambda: median_time(lambda: torch.nn.grad.conv2d_input(xp.shape, kd, gt, **opts)))
+    phases["dx"] = (lambda: timed(lambda: jax.block_until_ready(dx(xj, kj, gj))),
+                    lambda: timed(lambda: torch.nn.grad.conv2d_input(xp.shape, kd, gt, **opts)))
   jax.block_until_ready((fwd(xj, kj), dw(xj, kj, gj)) + ((dx(xj, kj, gj),) if not first else ()))  # compiled
   return phases, rewrite_of(nhwc)
 

@@ -10,6 +10,10 @@ the environment of the processes it launches (it must be set before jax is impor
   PJRT_NPROC=2                       XLA's CPU thread pool has 2 threads whatever the core
                                      count (a 1-thread pool reduces in another order)
   OPENCV_CPU_DISABLE=AVX512-SKX      OpenCV's augmentation kernels take their AVX2 paths
+  --xla_cpu_experimental_ynn_fusion_type=reduce,individual_dot,individual_convolution
+                                     (in XLA_FLAGS) XLA's own choice of what YNNPACK computes,
+                                     not psp_jax's train steps' (psp_jax/xla_cpu.py), so runs
+                                     repeat the bits of the tables committed before that change
 
 experiments/cross_isa_identity.py measures which of these change the bits on the machine it
 runs on, and what the setting costs in speed (experiments/results/cross_isa_identity.md).
@@ -20,6 +24,8 @@ from __future__ import annotations
 import os
 import shlex
 from typing import Mapping
+
+from psp_jax import xla_cpu
 
 MAX_ISA = "AVX2"
 THREADS = 2
@@ -36,6 +42,7 @@ def portable_overrides(environ: Mapping[str, str] | None = None) -> dict[str, st
   """
   environ = os.environ if environ is None else environ
   flags = [f for f in shlex.split(environ.get("XLA_FLAGS", "")) if not f.startswith(_ISA_FLAG)]
+  flags = shlex.split(xla_cpu.with_fusions(shlex.join(flags), xla_cpu.XLA_DEFAULT_FUSIONS))
   return {"XLA_FLAGS": shlex.join([*flags, f"{_ISA_FLAG}={MAX_ISA}"]),
           "PJRT_NPROC": str(THREADS),
           "OPENCV_CPU_DISABLE": OPENCV_DISABLE}
@@ -52,7 +59,8 @@ def describe(portable: bool) -> str:
   if not portable:
     return ("native CPU (XLA and OpenCV use every instruction set of the machine, XLA one thread "
             "per core): results are reproducible on the same CPU kind and core count only")
-  return (f"portable CPU: `XLA_FLAGS={_ISA_FLAG}={MAX_ISA} PJRT_NPROC={THREADS} "
+  return (f"portable CPU: `XLA_FLAGS='{xla_cpu.FLAG}={xla_cpu.XLA_DEFAULT_FUSIONS} "
+          f"{_ISA_FLAG}={MAX_ISA}' PJRT_NPROC={THREADS} "
           f"OPENCV_CPU_DISABLE={OPENCV_DISABLE}` (psp_jax/reproducibility.py)")
 
 

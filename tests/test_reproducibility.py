@@ -29,14 +29,17 @@ def _run(env: dict, cores: int | None = None) -> str:
 
 
 def test_the_setting_caps_the_isa_fixes_the_threads_and_keeps_other_flags():
+  pin = "--xla_cpu_experimental_ynn_fusion_type=reduce,individual_dot,individual_convolution"
   env = reproducibility.portable_overrides(
-      {"XLA_FLAGS": "--xla_force_host_platform_device_count=8 --xla_cpu_max_isa=AVX512"})
-  assert env == {"XLA_FLAGS": "--xla_force_host_platform_device_count=8 --xla_cpu_max_isa=AVX2",
+      {"XLA_FLAGS": "--xla_force_host_platform_device_count=8 --xla_cpu_max_isa=AVX512 "
+                    "--xla_cpu_experimental_ynn_fusion_type=dot,reduce"})
+  assert env == {"XLA_FLAGS": f"--xla_force_host_platform_device_count=8 {pin} "
+                              "--xla_cpu_max_isa=AVX2",
                  "PJRT_NPROC": "2", "OPENCV_CPU_DISABLE": "AVX512-SKX"}
-  assert reproducibility.portable_overrides({})["XLA_FLAGS"] == "--xla_cpu_max_isa=AVX2"
+  assert reproducibility.portable_overrides({})["XLA_FLAGS"] == f"{pin} --xla_cpu_max_isa=AVX2"
   full = reproducibility.portable_environment({"HOME": "/h", "XLA_FLAGS": "--a=1"})
-  assert full["HOME"] == "/h" and full["XLA_FLAGS"] == "--a=1 --xla_cpu_max_isa=AVX2"
-  assert "--xla_cpu_max_isa=AVX2 PJRT_NPROC=2" in reproducibility.describe(True)
+  assert full["HOME"] == "/h" and full["XLA_FLAGS"] == f"--a=1 {pin} --xla_cpu_max_isa=AVX2"
+  assert "--xla_cpu_max_isa=AVX2' PJRT_NPROC=2" in reproducibility.describe(True)
   assert "same CPU kind and core count only" in reproducibility.describe(False)
 
 

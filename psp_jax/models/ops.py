@@ -64,6 +64,11 @@ from jax import lax
 #
 # All thresholds keep every narrow (mini-scale) model on the plain path, bit for bit, so the
 # committed mini tables rerun to the same digits. 0 turns a rewrite off.
+#
+# Not a rewrite but a compiler setting, in psp_jax/xla_cpu.py: on a CPU with AVX-512 the train
+# steps compile XLA's CPU convolutions as its own (Eigen) code instead of YNNPACK's (the
+# thresholds above were chosen before that change; inference and the portable CPU setting keep
+# jaxlib's default).
 CONV_SPLIT_MIN_CHANNELS = 2048
 CONV_SPLIT_CHUNK = 512
 POINTWISE_DOT_GRAD_MIN_WEIGHTS = 512 * 512

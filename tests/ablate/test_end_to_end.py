@@ -72,7 +72,8 @@ def test_ablate_trains_once_evaluates_twice_and_collects(tmp_path, monkeypatch):
   assert psp_train["cpu_setting"]["XLA_FLAGS"].endswith("--xla_cpu_max_isa=AVX2")
   assert flip["cpu_setting"] == psp_train["cpu_setting"]
   assert json.loads((work / "ablate.json").read_text())["cpu"] == "portable"
-  assert "CPU setting of every run: portable CPU: `XLA_FLAGS=--xla_cpu_max_isa=AVX2" in md
+  assert ("CPU setting of every run: portable CPU: `XLA_FLAGS='--xla_cpu_experimental_ynn_fusion_type="
+          "reduce,individual_dot,individual_convolution --xla_cpu_max_isa=AVX2'") in md
   # the two-row table again, from scratch in another workdir: the same bits and the same table rows
   work2 = tmp_path / "w2"
   rerun = subprocess.run(cmd[:-1] + [str(work2), "--rows", "psp,psp_flip"], capture_output=True,

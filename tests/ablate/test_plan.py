@@ -105,7 +105,8 @@ def test_a_workdir_keeps_one_cpu_setting(tmp_path, monkeypatch):
   monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
   portable = _plan(tmp_path, portable=True)
   assert portable.environment == {
-      "XLA_FLAGS": "--xla_force_host_platform_device_count=8 --xla_cpu_max_isa=AVX2",
+      "XLA_FLAGS": "--xla_force_host_platform_device_count=8 --xla_cpu_experimental_ynn_fusion_type"
+                   "=reduce,individual_dot,individual_convolution --xla_cpu_max_isa=AVX2",
       "PJRT_NPROC": "2", "OPENCV_CPU_DISABLE": "AVX512-SKX"}
   assert _plan(tmp_path).environment == {}
   plan_lib.check_workdir(portable, claim=True)

@@ -1,0 +1,91 @@
+"""psp_jax/xla_cpu.py: train steps compile with XLA's own CPU convolutions instead of
+YNNPACK's, unless the caller chose (the portable setting keeps XLA's default); inference keeps
+XLA's default."""
+import os
+import re
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import pytest
+from jax import lax
+from jax.sharding import PartitionSpec as P
+
+from psp_jax import reproducibility, xla_cpu
+from psp_jax.parallel import DATA_AXIS, make_mesh
+from psp_jax.train.step import compile_data_parallel
+
+
+def _local_step(state, x):
+  """A conv layer's SGD step: (state, metrics), as the train steps are."""
+  def loss(w):
+    y = lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return jnp.mean(y ** 2)
+  value, grad = jax.value_and_grad(loss)(state["w"])
+  grad = lax.pmean(grad, DATA_AXIS)
+  return {"w": state["w"] - 0.1 * grad}, lax.pmean(value, DATA_AXIS)
+
+
+def _program(compiled) -> str:
+  return re.sub(r"\.\d+", "", compiled.as_text())
+
+
+def test_train_compiler_options_only_on_the_cpu_and_never_over_the_callers_flag(monkeypatch):
+  ours = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT,LIBRARY_FUSION_TYPE_REDUCE"}
+  avx512, avx2 = {"avx2", "avx512f"}, {"avx2", "fma"}
+  options = lambda env, flags=avx512: xla_cpu.train_compiler_options("cpu", env, flags)  # noqa: E731
+  assert options({}) == ours
+  assert options({"XLA_FLAGS": "--xla_cpu_max_isa=AMX", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}) == ours
+  assert options({}, avx2) == {}  # an AVX2 CPU: XLA's default (the setting lost there)
+  assert options({"XLA_FLAGS": "--xla_cpu_max_isa=AVX2"}) == {}  # capped like one
+  assert options({"ONEDNN_MAX_CPU_ISA": "AVX2"}) == {}
+  assert xla_cpu.train_compiler_options("gpu", {}, avx512) == {}
+  assert options({"XLA_FLAGS": f"{xla_cpu.FLAG}="}) == {}
+  assert options(reproducibility.portable_overrides({})) == {}
+  monkeypatch.setattr(xla_cpu, "_jaxlib_version", lambda: "0.11.0")  # not checked: left alone
+  assert options({}) == {}
+  assert xla_cpu.with_fusions("--a=1 --xla_cpu_experimental_ynn_fusion_type=x --b", "y") == (
+      "--a=1 --b --xla_cpu_experimental_ynn_fusion_type=y")
+
+
+def test_the_train_step_compiles_with_the_setting_and_inference_without(monkeypatch):
+  assert not xla_cpu.has_flag(os.environ.get("XLA_FLAGS", ""))  # conftest sets only devices
+  monkeypatch.setattr(xla_cpu, "avx512_in_use", lambda *a: True)  # as on an AVX-512 CPU
+  mesh = make_mesh(2)
+  step = compile_data_parallel(_local_step, mesh, num_batch_args=1, donate=False)
+  state, x = {"w": jnp.ones((3, 3, 32, 32)) * 0.01}, jnp.ones((2, 16, 16, 32))
+  lowered = step.lower(state, x)
+  got = _program(lowered.compile())
+  assert got == _program(lowered.compile(xla_cpu.compiler_options(xla_cpu.CPU_LIBRARY_FUSIONS)))
+  assert got != _program(lowered.compile(xla_cpu.compiler_options(xla_cpu.XLA_DEFAULT_FUSIONS)))
+  # a plain jit (inference) keeps XLA's default: the convolution inside a YNNPACK fusion
+  conv = jax.jit(lambda a, w: lax.conv_general_dilated(a, w, (1, 1), "SAME",
+                                                         dimension_numbers=("NHWC", "HWIO", "NHWC")))
+  assert "ynn_fusion" in conv.lower(x, state["w"]).compile().as_text()
+  assert "ynn_fusion" not in conv.lower(x, state["w"]).compile(
+      xla_cpu.compiler_options(xla_cpu.CPU_LIBRARY_FUSIONS)).as_text()
+  new_state, value = step(state, x)
+  assert float(value) > 0 and new_state["w"].shape == state["w"].shape
+
+
+@pytest.mark.parametrize("fusions", [xla_cpu.CPU_LIBRARY_FUSIONS, xla_cpu.XLA_DEFAULT_FUSIONS])
+def test_the_flag_value_means_those_fusion_types(fusions):
+  """XLA_FLAGS' lowercase names (the portable setting's) compile the same program as the same
+  list given as a compiler option (which rejects unknown names): no name is silently dropped."""
+  options = xla_cpu.compiler_options(fusions)  # as the train steps and benchmark_core.py use it
+  assert options == {"xla_cpu_experimental_ynn_fusion_type": ",".join(
+      "LIBRARY_FUSION_TYPE_" + name.upper() for name in fusions.split(","))}
+  code = ("import re, jax, jax.numpy as jnp; from jax import lax; "
+          "f = jax.jit(jax.grad(lambda w, x: jnp.sum(lax.conv_general_dilated(x, w, (1, 1), 'SAME', "
+          "dimension_numbers=('NHWC', 'HWIO', 'NHWC')) ** 2))); "
+          "low = f.lower(jnp.ones((3, 3, 32, 32)), jnp.ones((2, 16, 16, 32))); "
+          "strip = lambda t: re.sub(r'[.]\\d+', '', t); "
+          "print(strip(low.compile().as_text()) == strip(low.compile("
+          f"{options!r}).as_text()))")
+  base = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  out = subprocess.run([sys.executable, "-c", code],
+                       env={**base, "XLA_FLAGS": f"{xla_cpu.FLAG}={fusions}"},
+                       capture_output=True, text=True, timeout=120)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert out.stdout.strip().splitlines()[-1] == "True"

@@ -163,6 +163,17 @@ def rewrites(nhwc) -> dict:
   return out
 
 
+def random_operands(nhwc):
+  """(x, kernel, rng): a convolution's random NHWC input and HWIO kernel (seed 0), and the
+  generator for further draws; transposed convolutions are refused."""
+  (n, h, w, c), (kh, kw, i, o), _, _, lhs_dil, _, _ = nhwc
+  if any(d != 1 for d in lhs_dil):
+    raise ValueError("transposed convolutions (lhs dilation) are not benchmarked")
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(n, h, w, c)).astype(np.float32)
+  return x, (rng.normal(size=(kh, kw, i, o)) * 0.05).astype(np.float32), rng
+
+
 def median_time(call, inner: int) -> float:
   """The median seconds of `inner` calls of `call()`."""
   ts = []
@@ -178,12 +189,8 @@ def timers(nhwc, inner: int, with_rewrites: bool = False):
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   import torch  # pylint: disable=import-outside-toplevel
-  (n, h, w, c), (kh, kw, i, o), strides, padding, lhs_dil, dil, groups = nhwc
-  if any(d != 1 for d in lhs_dil):
-    raise ValueError("transposed convolutions (lhs dilation) are not benchmarked")
-  rng = np.random.default_rng(0)
-  x = rng.normal(size=(n, h, w, c)).astype(np.float32)
-  k = (rng.normal(size=(kh, kw, i, o)) * 0.05).astype(np.float32)
+  _, _, strides, padding, _, dil, groups = nhwc
+  x, k, _ = random_operands(nhwc)
   conv = jax.jit(lambda a, b: jax.lax.conv_general_dilated(
       a, b, strides, padding, rhs_dilation=dil, feature_group_count=groups,
       dimension_numbers=("NHWC", "HWIO", "NHWC")))
@@ -232,12 +239,8 @@ def grad_timers(nhwc, inner: int, first: bool):
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   import torch  # pylint: disable=import-outside-toplevel
   from psp_jax.models import ops  # pylint: disable=import-outside-toplevel
-  (n, h, w, c), (kh, kw, i, o), strides, padding, lhs_dil, dil, groups = nhwc
-  if any(d != 1 for d in lhs_dil):
-    raise ValueError("transposed convolutions (lhs dilation) are not benchmarked")
-  rng = np.random.default_rng(0)
-  x = rng.normal(size=(n, h, w, c)).astype(np.float32)
-  k = (rng.normal(size=(kh, kw, i, o)) * 0.05).astype(np.float32)
+  _, _, strides, padding, _, dil, groups = nhwc
+  x, k, rng = random_operands(nhwc)
 
   def conv(a, b):
     return ops.conv_general_dilated(a, b, strides, padding, rhs_dilation=dil, feature_group_count=groups,

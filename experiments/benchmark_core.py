@@ -91,9 +91,11 @@ def main() -> None:
                            "MATERIALIZE_MIN_CHANNELS=0; repeatable) in the same rounds (before, "
                            "ours, torch), and report the gain ours/before side by side")
   parser.add_argument("--before-fusions", default=None, metavar="LIST",
-                      help="with --torch: the 'before' program is compiled with "
+                      help="the 'before' program is compiled with "
                            "--xla_cpu_experimental_ynn_fusion_type=LIST ('xla': XLA's own default, "
-                           "the state before psp_jax/xla_cpu.py; combines with --before)")
+                           "the state before psp_jax/xla_cpu.py): with --torch in the rounds "
+                           "against PyTorch (combines with --before); train_step without --torch: "
+                           "an A/B of before and ours alone")
   parser.add_argument("--idle", type=float, default=0.0,
                       help="train_step --before-fusions without --torch: seconds of idle time "
                            "before each timed step (as data loading leaves between steps)")

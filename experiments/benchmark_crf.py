@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import pathlib
-import platform
-import subprocess
 import time
 
 import cv2
@@ -27,19 +25,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from psp_jax import cpu_info
 from psp_jax.postprocess import PRESETS, mean_field
 from psp_jax.postprocess.kernels import bilateral_features, exact_filter
 from psp_jax.postprocess.permutohedral import build_lattice, lattice_filter
 
 DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "camvid"
-
-
-def cpu_model() -> str:
-  try:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    return next(l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("Model name"))
-  except (OSError, subprocess.CalledProcessError, StopIteration):
-    return platform.processor() or "unknown"
 
 
 def camvid(index: int):
@@ -197,7 +188,7 @@ def main():
     import pydensecrf.densecrf as dcrf  # pylint: disable=import-outside-toplevel
   except ImportError:
     dcrf = None
-  print(f"CPU: {cpu_model()} ({len(jax.devices())} JAX device(s): {jax.devices()[0].platform}); "
+  print(f"CPU: {cpu_info.read_cpuinfo().model} ({len(jax.devices())} JAX device(s): {jax.devices()[0].platform}); "
         f"jax {jax.__version__}; pydensecrf: {'installed' if dcrf else 'not installed'}")
   print(f"load average at start: {' '.join(f'{x:.1f}' for x in __import__('os').getloadavg())}")
   if args.only in (None, "speed"):

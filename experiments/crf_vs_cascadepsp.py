@@ -30,7 +30,6 @@ import argparse
 import itertools
 import json
 import pathlib
-import platform
 import sys
 import time
 
@@ -42,6 +41,7 @@ if str(ROOT) not in sys.path:
 
 from configs import data as data_configs  # noqa: E402
 from psp_jax.data.refine_pipeline import refine_eval_examples  # noqa: E402
+from psp_jax import cpu_info  # noqa: E402
 from psp_jax.evaluate.boundary import boundary_accuracy  # noqa: E402
 from psp_jax.postprocess import dense_crf  # noqa: E402
 from psp_jax.postprocess.params import CRFParams  # noqa: E402
@@ -202,11 +202,7 @@ def main(argv=None) -> int:
                                   refine_s + time.time() - t)
   rows = {k: v.row() for k, v in methods.items()}
   sample_rows = run_samples(refiner, params, conf, args, pathlib.Path(args.out)) if args.samples else []
-  cpu = platform.processor() or platform.machine()
-  try:
-    cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-  except (OSError, StopIteration):
-    pass
+  cpu = cpu_info.read_cpuinfo().model
   command = "python experiments/crf_vs_cascadepsp.py " + " ".join(argv if argv is not None else sys.argv[1:])
   labels = {"input": "input (coarse mask)", "crf": f"DenseCRF (tuned: {label})",
             "cascadepsp": f"CascadePSP (L={args.L})", "cascadepsp_crf": "CascadePSP, then the same CRF"}

@@ -25,7 +25,7 @@ import os
 import shlex
 from typing import Mapping
 
-from psp_jax import xla_cpu
+from psp_jax import cpu_info, xla_cpu
 
 MAX_ISA = "AVX2"
 THREADS = 2
@@ -72,19 +72,8 @@ def env_command(command: tuple[str, ...], env: Mapping[str, str]) -> tuple[str, 
 def cpu_description() -> tuple[str, str]:
   """(CPU model name, its vector flags 'fma avx avx2 avx512f ...') from /proc/cpuinfo: the CPU
   kind that numerics and speed ratios depend on."""
-  model, flags = "unknown CPU", []
-  try:
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-      for line in f:
-        key, _, value = line.partition(":")
-        if key.strip() == "model name" and model == "unknown CPU":
-          model = value.strip()
-        elif key.strip() == "flags":
-          flags = value.split()
-          break
-  except OSError:
-    pass
-  return model, " ".join(f for f in flags if f.startswith(("avx", "fma", "amx")))
+  info = cpu_info.read_cpuinfo()
+  return info.model, " ".join(info.vector_flags())
 
 
 def current() -> dict[str, str]:

@@ -25,6 +25,8 @@ from __future__ import annotations
 import os
 import shlex
 
+from psp_jax import cpu_info
+
 FLAG = "--xla_cpu_experimental_ynn_fusion_type"
 CPU_LIBRARY_FUSIONS = "dot,reduce"  # "": XLA's default (no option added)
 XLA_DEFAULT_FUSIONS = "reduce,individual_dot,individual_convolution"  # jaxlib 0.10.2's default
@@ -58,22 +60,11 @@ def _jaxlib_version() -> str:
     return ""
 
 
-def _cpu_flags() -> set[str]:
-  try:
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-      for line in f:
-        if line.split(":", 1)[0].strip() == "flags":
-          return set(line.split(":", 1)[1].split())
-  except OSError:
-    pass
-  return set()
-
-
 def avx512_in_use(environ=None, cpu_flags: set[str] | None = None) -> bool:
   """Whether XLA's code and its oneDNN kernels may use AVX-512 here: the CPU has avx512f and
   neither --xla_cpu_max_isa nor ONEDNN_MAX_CPU_ISA caps them below it."""
   environ = os.environ if environ is None else environ
-  flags = _cpu_flags() if cpu_flags is None else cpu_flags
+  flags = set(cpu_info.read_cpuinfo().flags) if cpu_flags is None else cpu_flags
   if "avx512f" not in flags:
     return False
   for f in shlex.split(environ.get("XLA_FLAGS", "")):

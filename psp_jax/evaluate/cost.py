@@ -25,6 +25,8 @@ from typing import Any, Callable, Sequence
 import jax
 import jax.numpy as jnp
 
+from psp_jax import cpu_info
+
 
 def parameter_count(params: Any) -> int:
   """Number of scalars in a parameter pytree (BatchNorm statistics are not parameters)."""
@@ -74,18 +76,10 @@ _ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile")
 def machine() -> str:
   """'cpu: Intel(R) Xeon(R) Processor (avx2 avx512f amx_tile), 2 cores, jax 0.10.2' style: what
   the timings of a run depend on (the CPU model and the vector extensions XLA can use)."""
-  model, flags = platform.processor() or platform.machine(), set()
-  try:
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-      for line in f:
-        key, _, value = line.partition(":")
-        if key.strip() == "model name" and value.strip():
-          model = value.strip()
-        elif key.strip() == "flags":
-          flags = set(value.split())
-          break
-  except OSError:
-    pass
+  info = cpu_info.read_cpuinfo()
+  flags = set(info.flags)
+  model = info.model if info.model != cpu_info.UNKNOWN_MODEL else (
+      platform.processor() or platform.machine())
   isa = " ".join(f for f in _ISA_FLAGS if f in flags)
   device = jax.local_devices()[0]
   return (f"{device.platform}: {getattr(device, 'device_kind', device.platform)}; CPU {model}"

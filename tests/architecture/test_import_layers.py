@@ -26,7 +26,7 @@ LAYERS = {
     "psp_jax.workdir_lock": (0, "base"),
     # the portable CPU setting of subprocess environments (stdlib only)
     "psp_jax.reproducibility": (0, "base"),
-    "psp_jax.xla_cpu": (0, "base"),
+    "psp_jax.xla_cpu": (0, "base"), "psp_jax.cpu_info": (0, "base"),
     "psp_jax.models": (1, "models"), "psp_jax.data": (1, "data"),
     "psp_jax.checkpoint": (2, "checkpoint"), "psp_jax.checkpoint_integrity": (2, "checkpoint"),
     "psp_jax.checkpoint_match": (2, "checkpoint"),

@@ -86,6 +86,10 @@ def main() -> None:
   parser.add_argument("--materialize-min-channels", type=int, default=None,
                       help="set ops.MATERIALIZE_MIN_CHANNELS (0: residual block outputs are not "
                            "materialized, the state before that rewrite)")
+  parser.add_argument("--ops", action="append", default=[], metavar="NAME=INT",
+                      help="set these psp_jax.models.ops switches for the whole run (e.g. "
+                           "PIXELS_MATMUL=0; repeatable): the state before a rewrite, timed in "
+                           "its own process")
   parser.add_argument("--before", action="append", default=[], metavar="NAME=INT",
                       help="with --torch: also time our network with these ops switches (e.g. "
                            "MATERIALIZE_MIN_CHANNELS=0; repeatable) in the same rounds (before, "
@@ -111,6 +115,12 @@ def main() -> None:
   for name in ("pointwise_dot_grad_min_weights", "pointwise_dot_min_weights", "materialize_min_channels"):
     if getattr(args, name) is not None:
       setattr(ops, name.upper(), getattr(args, name))
+  try:
+    switches = ops.parse_switches(args.ops, "--ops")
+  except ValueError as e:
+    parser.error(str(e))
+  for name, value in switches.items():
+    setattr(ops, name, value)
   if args.torch:
     return against_torch(args)
   if args.before_fusions is not None:
@@ -147,7 +157,7 @@ def main() -> None:
     run()
     compile_s = time.perf_counter() - t
     med, times = _time(run, args.repeats)
-  print(f"{args.what}: {desc}")
+  print(f"{args.what}: {desc}" + (f"; ops {' '.join(args.ops)}" if args.ops else ""))
   print(f"  first call (compile + run): {compile_s:.2f} s")
   print(f"  median of {args.repeats}: {med:.3f} s   (all: {', '.join(f'{x:.3f}' for x in times)})")
   sys.stdout.flush()

@@ -26,8 +26,9 @@ gradients (dx, dW; dW only for the first convolution, whose input is the image),
 step's backward pass computes them. The shapes come from the train-mode forward (the auxiliary
 head included) traced with every psp_jax.models.ops rewrite off, so each is one convolution;
 ours is then `jax.vjp` of psp_jax.models.ops.conv_general_dilated (the rewrites as the layers
-get them, listed per shape), torch is `F.conv2d` and `torch.autograd.grad`. The gradients of
-both sides are checked against each other before timing.
+get them, listed per shape), compiled and traced as the train steps are (psp_jax/xla_cpu.py's
+compiler options and ops.xla_own_convolutions where they apply), torch is `F.conv2d` and `torch.autograd.grad`. The gradients of both
+sides are checked against each other before timing.
 Cap both sides to AVX2 on an AVX-512 machine with
   XLA_FLAGS=--xla_cpu_max_isa=AVX2 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 python ...
 """
@@ -231,15 +232,17 @@ def timers(nhwc, inner: int, with_rewrites: bool = False):
   return time_ours, time_torch, variants
 
 
-def grad_timers(nhwc, inner: int, first: bool):
+def grad_timers(nhwc, inner: int, first: bool, compiler_options=None):
   """({phase: (ours(), torch_())}, rewrite name) for one convolution, each timer returning the
   median seconds of `inner` calls. Phases: 'all' (forward + dW + dx, as one jitted vjp and one
-  autograd call), 'fwd', 'dx', 'dW' (each alone). first: the input is the image (no dx)."""
+  autograd call), 'fwd', 'dx', 'dW' (each alone). first: the input is the image (no dx).
+  compiler_options: of every jit here (the train steps': psp_jax.xla_cpu)."""
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   import torch  # pylint: disable=import-outside-toplevel
   from psp_jax.models import ops  # pylint: disable=import-outside-toplevel
   _, _, strides, padding, _, dil, groups = nhwc
+  jit = functools.partial(jax.jit, compiler_options=compiler_options or None)
   x, k, rng = random_operands(nhwc)
 
   def conv(a, b):
@@ -249,9 +252,9 @@ def grad_timers(nhwc, inner: int, first: bool):
   out_shape = jax.eval_shape(conv, jax.ShapeDtypeStruct(x.shape, x.dtype), jax.ShapeDtypeStruct(k.shape, k.dtype)).shape
   dy = rng.normal(size=out_shape).astype(np.float32)
   if first:
-    step = jax.jit(lambda a, b, g: (lambda yv: (yv[0], yv[1](g)[0]))(jax.vjp(lambda bb: conv(a, bb), b)))
+    step = jit(lambda a, b, g: (lambda yv: (yv[0], yv[1](g)[0]))(jax.vjp(lambda bb: conv(a, bb), b)))
   else:
-    step = jax.jit(lambda a, b, g: (lambda yv: (yv[0],) + yv[1](g))(jax.vjp(conv, a, b)))
+    step = jit(lambda a, b, g: (lambda yv: (yv[0],) + yv[1](g))(jax.vjp(conv, a, b)))
   xj, kj, gj = jnp.asarray(x), jnp.asarray(k), jnp.asarray(dy)
   ours = [np.asarray(v) for v in step(xj, kj, gj)]
   xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).requires_grad_(not first)
@@ -277,9 +280,9 @@ def grad_timers(nhwc, inner: int, first: bool):
       raise AssertionError(f"{nhwc}: ours and torch disagree on {what}")
   timed = functools.partial(median_time, inner=inner)
 
-  fwd = jax.jit(conv)
-  dx = jax.jit(lambda a, b, g: jax.vjp(lambda aa: conv(aa, b), a)[1](g)[0])
-  dw = jax.jit(lambda a, b, g: jax.vjp(lambda bb: conv(a, bb), b)[1](g)[0])
+  fwd = jit(conv)
+  dx = jit(lambda a, b, g: jax.vjp(lambda aa: conv(aa, b), a)[1](g)[0])
+  dw = jit(lambda a, b, g: jax.vjp(lambda bb: conv(a, bb), b)[1](g)[0])
   xp = xt.detach() if symmetric else torch.nn.functional.pad(xt.detach(), pad)
   opts = dict(stride=strides, dilation=dil, groups=groups,
               padding=(padding[0][0], padding[1][0]) if symmetric else 0)
@@ -320,7 +323,7 @@ def rewrite_of(nhwc) -> str:
   names = []
   if ops.CONV_SPLIT_MIN_CHANNELS and c >= ops.CONV_SPLIT_MIN_CHANNELS and c % ops.CONV_SPLIT_CHUNK == 0:
     names.append(f"split {c // ops.CONV_SPLIT_CHUNK}")
-  if ops.TAP_DOT_GRAD_MIN_WEIGHTS and weights >= ops.TAP_DOT_GRAD_MIN_WEIGHTS and tuple(strides) == (1, 1):
+  if ops.tap_dot_grads_on() and weights >= ops.TAP_DOT_GRAD_MIN_WEIGHTS and tuple(strides) == (1, 1):
     names.append("tap-dot dW")
   return " + ".join(names) or "–"
 
@@ -363,7 +366,10 @@ def main(argv=None) -> int:
     p.error("--rewrites times forward rewrites only; it does not combine with --grad")
   import jax  # pylint: disable=import-outside-toplevel
   import torch  # pylint: disable=import-outside-toplevel
+  from psp_jax import xla_cpu  # pylint: disable=import-outside-toplevel
   from psp_jax.models import ops  # pylint: disable=import-outside-toplevel
+  train_options = xla_cpu.train_compiler_options(jax.default_backend()) if args.grad else {}
+  own = args.grad and xla_cpu.train_convolutions_are_xla_own(jax.default_backend())
   size = _size(args.size or ("904x608" if args.model == "refine" else "233" if args.grad else "473"))
   batch = args.batch or (2 if args.grad else 1)
   fn, fargs = model_forward(args.model, size, batch, train=args.grad)
@@ -386,7 +392,9 @@ def main(argv=None) -> int:
   rows, phase_rows = [], {}
   for j, nhwc in enumerate(todo):
     if args.grad:
-      phases, rewrite = grad_timers(nhwc, args.inner, first=nhwc[0][3] == first_input)
+      with ops.xla_own_convolutions(own):  # traced as the train steps are
+        phases, rewrite = grad_timers(nhwc, args.inner, first=nhwc[0][3] == first_input,
+                                      compiler_options=train_options)
       ours, theirs = phases.pop("all")
       variants = {}
     else:
@@ -432,7 +440,9 @@ def main(argv=None) -> int:
            f"Machine: {cpu_header()}. jax {jax.__version__}, torch {torch.__version__} "
            f"({torch.get_num_threads()} threads); XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, "
            f"ATEN_CPU_CAPABILITY={os.environ.get('ATEN_CPU_CAPABILITY', '')!r}, "
-           f"ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', '')!r}.",
+           f"ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', '')!r}" +
+           (f"; compiled as the train steps are: {train_options or 'XLA default'}" if args.grad else "")
+           + ".",
            f"Each shape: {args.pairs} pairs (ours, then torch), each side the median of {args.inner} "
            "calls; ratio = median over pairs of torch/ours (> 1: ours faster)." +
            (" GFLOP counts the forward, dW and dx (dW only for the first convolution); 'our rewrite' "

@@ -35,7 +35,7 @@ KNOWN_JAXLIB = ("0.10.",)
 
 def has_flag(xla_flags: str) -> bool:
   """Whether XLA_FLAGS already sets FLAG."""
-  return any(f.split("=", 1)[0] == FLAG for f in shlex.split(xla_flags))
+  return fusions_in_flags(xla_flags) is not None
 
 
 def with_fusions(xla_flags: str, fusions: str) -> str:
@@ -87,3 +87,27 @@ def train_compiler_options(platform: str, environ=None, cpu_flags: set[str] | No
   if not avx512_in_use(environ, cpu_flags) or not _jaxlib_version().startswith(KNOWN_JAXLIB):
     return {}
   return compiler_options(CPU_LIBRARY_FUSIONS)
+
+
+def fusions_in_flags(xla_flags: str) -> str | None:
+  """The value XLA_FLAGS gives FLAG ('dot,reduce'), None where it does not set it."""
+  value = None
+  for f in shlex.split(xla_flags):
+    name, _, v = f.partition("=")
+    if name == FLAG:
+      value = v
+  return value
+
+
+def train_convolutions_are_xla_own(platform: str, environ=None,
+                                   cpu_flags: set[str] | None = None) -> bool:
+  """Whether a train step on `platform` runs XLA's own CPU convolutions rather than YNNPACK's:
+  with `train_compiler_options`, or where XLA_FLAGS sets FLAG to a list with no convolution
+  fusion type. The layers' tap-dot weight gradients follow it (`psp_jax.models.ops`)."""
+  environ = os.environ if environ is None else environ
+  if platform != "cpu":
+    return False
+  given = fusions_in_flags(environ.get("XLA_FLAGS", ""))
+  if given is not None:
+    return not any("convolution" in name for name in given.lower().split(","))
+  return bool(train_compiler_options(platform, environ, cpu_flags))

@@ -49,6 +49,20 @@ def test_train_compiler_options_only_on_the_cpu_and_never_over_the_callers_flag(
       "--a=1 --b --xla_cpu_experimental_ynn_fusion_type=y")
 
 
+def test_which_convolutions_a_train_step_runs():
+  """XLA's own where the setting applies or XLA_FLAGS names no convolution fusion; YNNPACK's
+  under jaxlib's default (an AVX2 CPU, the portable setting's pin)."""
+  own = xla_cpu.train_convolutions_are_xla_own
+  avx512, avx2 = {"avx2", "avx512f"}, {"avx2"}
+  assert own("cpu", {}, avx512) and not own("cpu", {}, avx2) and not own("gpu", {}, avx512)
+  assert own("cpu", {"XLA_FLAGS": f"--xla_cpu_max_isa=AVX2 {xla_cpu.FLAG}=dot,reduce"}, avx2)
+  assert own("cpu", {"XLA_FLAGS": f"{xla_cpu.FLAG}="}, avx2)
+  assert not own("cpu", {"XLA_FLAGS": f"{xla_cpu.FLAG}=reduce,individual_convolution"}, avx512)
+  assert not own("cpu", reproducibility.portable_overrides({}), avx512)
+  assert xla_cpu.fusions_in_flags("--a --xla_cpu_experimental_ynn_fusion_type=dot") == "dot"
+  assert xla_cpu.fusions_in_flags("--a") is None
+
+
 def test_the_train_step_compiles_with_the_setting_and_inference_without(monkeypatch):
   assert not xla_cpu.has_flag(os.environ.get("XLA_FLAGS", ""))  # conftest sets only devices
   monkeypatch.setattr(xla_cpu, "avx512_in_use", lambda *a: True)  # as on an AVX-512 CPU
@@ -67,6 +81,29 @@ def test_the_train_step_compiles_with_the_setting_and_inference_without(monkeypa
       xla_cpu.compiler_options(xla_cpu.CPU_LIBRARY_FUSIONS)).as_text()
   new_state, value = step(state, x)
   assert float(value) > 0 and new_state["w"].shape == state["w"].shape
+
+
+def _tap_conv_step(state, x):
+  """A train step of a 3x3 256->256 convolution through the layers' ops (tap-dot size)."""
+  from psp_jax.models import ops  # pylint: disable=import-outside-toplevel
+  def loss(w):
+    y = ops.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return jnp.mean(y ** 2)
+  value, grad = jax.value_and_grad(loss)(state["w"])
+  return {"w": state["w"] - 0.1 * lax.pmean(grad, DATA_AXIS)}, lax.pmean(value, DATA_AXIS)
+
+
+@pytest.mark.parametrize("avx512", [True, False])
+def test_the_train_step_traces_its_layers_for_the_convolutions_it_compiles_with(avx512, monkeypatch):
+  """With XLA's own convolutions (AVX-512) the step keeps the plain convolution's weight
+  gradient (a second convolution beside the forward); with jaxlib's default the tap dots replace
+  it (nine dots)."""
+  monkeypatch.setattr(xla_cpu, "avx512_in_use", lambda *a: avx512)
+  step = compile_data_parallel(_tap_conv_step, make_mesh(1), num_batch_args=1, donate=False)
+  state, x = {"w": jnp.full((3, 3, 256, 256), 0.01)}, jnp.ones((1, 6, 6, 256))
+  hlo = step.lower(state, x).as_text()
+  convs, dots = hlo.count("stablehlo.convolution"), hlo.count("stablehlo.dot_general")
+  assert (convs, dots) == ((2, 0) if avx512 else (1, 9)), (convs, dots)
 
 
 @pytest.mark.parametrize("fusions", [xla_cpu.CPU_LIBRARY_FUSIONS, xla_cpu.XLA_DEFAULT_FUSIONS])

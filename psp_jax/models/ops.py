@@ -10,6 +10,8 @@ shape, and a matrix product on every backend.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import math
 import operator
@@ -40,6 +42,10 @@ from jax import lax
 # for the forward bits of XLA's convolution when this one is 0). In ad-hoc A/B runs PSPNet-50's
 # forward ran 1.02-1.09x faster with it, the train step unchanged.
 #
+# PIXELS_MATMUL: both 1x1 rules' products are 2-D matrix products over the N*H*W pixels
+# (`_pixels_matmul`), not 4-D einsums, whose weight gradient (a contraction over n, h, w) XLA's
+# CPU backend ran up to 1.9x slower. 0 restores the einsums (for A/B timings).
+#
 # MATERIALIZE_MIN_CHANNELS: residual blocks whose output has at least this many channels write it
 # to memory once (`materialize`). XLA's CPU fusion otherwise recomputes the residual stream (BN,
 # add, ReLU of every earlier block of the stage) inside each transpose the weight gradients need:
@@ -66,9 +72,14 @@ from jax import lax
 # committed mini tables rerun to the same digits. 0 turns a rewrite off.
 #
 # Not a rewrite but a compiler setting, in psp_jax/xla_cpu.py: on a CPU with AVX-512 the train
-# steps compile XLA's CPU convolutions as its own (Eigen) code instead of YNNPACK's (the
-# thresholds above were chosen before that change; inference and the portable CPU setting keep
-# jaxlib's default).
+# steps compile XLA's CPU convolutions as its own (Eigen) code instead of YNNPACK's, and trace
+# their model inside `xla_own_convolutions()`. The tap-dot weight gradients were chosen against
+# YNNPACK's; against XLA's own they lose (2026-12-07, Intel Xeon with AVX-512 and AMX, 2 cores,
+# ad hoc, dW alone at 2x30x30: the 3x3 4096->512 head 375 ms as taps vs 301 ms, 512->512 at
+# dilation 4 37.1 vs 33.3, 256->256 at dilation 2 11.7 vs 11.0; capped to AVX2 the same: 490 vs
+# 433, 55 vs 50, 16.1 vs 14.8), so there they are off unless TAP_DOT_GRAD_WITH_XLA_CONVOLUTIONS
+# is 1 (`experiments/benchmark_core.py train_step --torch --before
+# TAP_DOT_GRAD_WITH_XLA_CONVOLUTIONS=1` measures the step both ways).
 CONV_SPLIT_MIN_CHANNELS = 2048
 CONV_SPLIT_CHUNK = 512
 POINTWISE_DOT_GRAD_MIN_WEIGHTS = 512 * 512
@@ -76,9 +87,33 @@ POINTWISE_DOT_MIN_WEIGHTS = 512 * 512
 MATERIALIZE_MIN_CHANNELS = 1024
 TAP_DOT_GRAD_MIN_WEIGHTS = 256 * 256
 MAX_POOL_SLICES_MIN_CHANNELS = 128
+TAP_DOT_GRAD_WITH_XLA_CONVOLUTIONS = 0
+PIXELS_MATMUL = 1  # 0: the 1x1 dots as the 4-D einsums of before (see `_pixels_matmul`)
 SWITCHES = ("CONV_SPLIT_MIN_CHANNELS", "CONV_SPLIT_CHUNK", "POINTWISE_DOT_GRAD_MIN_WEIGHTS",
             "POINTWISE_DOT_MIN_WEIGHTS", "MATERIALIZE_MIN_CHANNELS", "TAP_DOT_GRAD_MIN_WEIGHTS",
-            "MAX_POOL_SLICES_MIN_CHANNELS")
+            "MAX_POOL_SLICES_MIN_CHANNELS", "TAP_DOT_GRAD_WITH_XLA_CONVOLUTIONS", "PIXELS_MATMUL")
+
+_XLA_OWN_CONVOLUTIONS = contextvars.ContextVar("xla_own_convolutions", default=False)
+
+
+@contextlib.contextmanager
+def xla_own_convolutions(enabled: bool = True):
+  """Models traced inside are compiled with XLA's own CPU convolutions, not YNNPACK's
+  (psp_jax/xla_cpu.py's setting; the train steps trace inside it where they compile with it):
+  the tap-dot weight gradients are then off (see TAP_DOT_GRAD_WITH_XLA_CONVOLUTIONS). Read at
+  trace time, like the switches: JAX caches the traces of one function object, so trace a new
+  one inside it (as `train.step.compile_data_parallel` does)."""
+  token = _XLA_OWN_CONVOLUTIONS.set(bool(enabled))
+  try:
+    yield
+  finally:
+    _XLA_OWN_CONVOLUTIONS.reset(token)
+
+
+def tap_dot_grads_on() -> bool:
+  """Whether the tap-dot weight gradients apply to what is traced now."""
+  return bool(TAP_DOT_GRAD_MIN_WEIGHTS) and (
+      bool(TAP_DOT_GRAD_WITH_XLA_CONVOLUTIONS) or not _XLA_OWN_CONVOLUTIONS.get())
 
 
 def parse_switches(items: Sequence[str], flag: str) -> dict[str, int]:
@@ -114,7 +149,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
                                 dn, plain_groups, preferred_element_type)
   if pointwise(POINTWISE_DOT_MIN_WEIGHTS):  # a matrix product both ways
     sh, sw = window_strides
-    return jnp.einsum("nhwc,co->nhwo", lhs[:, ::sh, ::sw], rhs[0, 0], precision=precision)
+    return _pixels_matmul(lhs[:, ::sh, ::sw], rhs[0, 0], precision)
   if pointwise(POINTWISE_DOT_GRAD_MIN_WEIGHTS):
     # Under shard_map a replicated kernel meets a per-device input: make the kernel varying
     # first (as JAX does for the plain convolution), so its gradient is summed over the devices
@@ -149,7 +184,7 @@ def _tap_dot_grad_pads(lhs, rhs, strides, padding, lhs_dilation, rhs_dilation, d
   convolution with a spatial kernel of at least TAP_DOT_GRAD_MIN_WEIGHTS weights (C_in x C_out),
   no input dilation and no negative padding; None where the tap-dot weight gradient does not
   apply."""
-  if not TAP_DOT_GRAD_MIN_WEIGHTS or not plain_groups or preferred_element_type is not None:
+  if not tap_dot_grads_on() or not plain_groups or preferred_element_type is not None:
     return None
   if lhs.ndim != 4 or (tuple(dn.lhs_spec), tuple(dn.rhs_spec), tuple(dn.out_spec)) != _NHWC_SPECS:
     return None
@@ -223,6 +258,18 @@ def _pointwise_applies(lhs, rhs, strides, padding, lhs_dilation, dn, plain_group
   return all(tuple(p) == (0, 0) for p in padding)
 
 
+def _pixels_matmul(x, w, precision):
+  """(N, H, W, C) @ (C, O) -> (N, H, W, O) as one 2-D matrix product over the N*H*W pixels.
+  Its autodiff weight gradient is then x^T . dy of 2-D matrices, which XLA's CPU backend ran
+  1.1-1.9x faster than the same contraction over (n, h, w) that a 4-D einsum's gradient is
+  (2026-12-07, Intel Xeon with AVX-512 and AMX, ad hoc: 1x1 256->1024 at 2x30x30 3.9 vs 7.3 ms,
+  1024->2048 25.5 vs 32.3; capped to AVX2 5.6 vs 8.7, 39.9 vs 46.4); the forward is the same."""
+  if not PIXELS_MATMUL:
+    return jnp.einsum("nhwc,co->nhwo", x, w, precision=precision)
+  n, h, wd, c = x.shape
+  return jnp.matmul(x.reshape(n * h * wd, c), w, precision=precision).reshape(n, h, wd, w.shape[-1])
+
+
 def _same_varying_axes(a, b):
   """(a, b) cast to vary over the union of their mesh axes (a no-op outside shard_map)."""
   vma_a, vma_b = (jax.typeof(v).manual_axis_type.varying for v in (a, b))
@@ -250,7 +297,11 @@ def _pointwise_conv_bwd(strides, precision, residuals, dy):
   sh, sw = strides
   # the input pixels the output reads: rows 0, sh, ..., (ho - 1) * sh (and likewise columns)
   xs = lax.slice(x, (0, 0, 0, 0), (n, (ho - 1) * sh + 1, (wo - 1) * sw + 1, c), (1, sh, sw, 1))
-  dw = jnp.einsum("nhwc,nhwo->co", xs, dy, precision=precision).astype(w.dtype)[None, None]
+  if PIXELS_MATMUL:  # as `_pixels_matmul`'s gradient
+    dw = jnp.matmul(xs.reshape(-1, c).T, dy.reshape(-1, dy.shape[-1]), precision=precision)
+  else:
+    dw = jnp.einsum("nhwc,nhwo->co", xs, dy, precision=precision)
+  dw = dw.astype(w.dtype)[None, None]
   dxs = jnp.einsum("nhwo,co->nhwc", dy, w[0, 0], precision=precision).astype(x.dtype)
   if (sh, sw) != (1, 1):  # back onto the strided grid, zeros elsewhere
     zero = jnp.zeros((), dxs.dtype)

@@ -23,6 +23,7 @@ from jax.sharding import Mesh, PartitionSpec as P
 
 from psp_jax import xla_cpu
 from psp_jax.evaluate.metrics import confusion_matrix
+from psp_jax.models import ops
 from psp_jax.parallel import DATA_AXIS, data_sharded, replicated
 from psp_jax.train.losses import (IGNORE_LABEL, check_class_weights, cross_entropy_sum,
                                   invalid_label_count)
@@ -62,14 +63,22 @@ def compile_data_parallel(local_step: Callable, mesh: Mesh, *, num_batch_args: i
   """jit(shard_map(local_step)): `local_step(state, *batch) -> (state, metrics)` with the
   state and metrics replicated and every batch argument split over 'data' on its first axis.
   jax 0.10's shard_map does not reshard its inputs, hence the explicit in_shardings. On the CPU
-  it compiles with XLA's own convolutions instead of YNNPACK's (psp_jax/xla_cpu.py)."""
+  it compiles with XLA's own convolutions instead of YNNPACK's (psp_jax/xla_cpu.py) where that
+  setting applies, and traces the step inside `ops.xla_own_convolutions` then."""
   in_specs = (P(),) + (P(DATA_AXIS),) * num_batch_args
   sharded = jax.shard_map(local_step, mesh=mesh, in_specs=in_specs, out_specs=(P(), P()))
   platform = mesh.devices.flat[0].platform
-  return jax.jit(sharded, in_shardings=(replicated(mesh),) + (data_sharded(mesh),) * num_batch_args,
+  options = xla_cpu.train_compiler_options(platform)
+  own = xla_cpu.train_convolutions_are_xla_own(platform)
+
+  def traced(*args):  # the model's layers know which convolutions they are compiled with
+    with ops.xla_own_convolutions(own):
+      return sharded(*args)
+
+  return jax.jit(traced, in_shardings=(replicated(mesh),) + (data_sharded(mesh),) * num_batch_args,
                  out_shardings=(replicated(mesh), replicated(mesh)),
                  donate_argnums=(0,) if donate else (),
-                 compiler_options=xla_cpu.train_compiler_options(platform) or None)
+                 compiler_options=options or None)
 
 
 def make_train_step(model: nn.Module, optimizer: Optimizer, mesh: Mesh, *, num_classes: int,

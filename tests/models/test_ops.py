@@ -382,6 +382,29 @@ def test_tap_dot_weight_gradients_only_where_they_apply(monkeypatch):
   assert prims(jnp.zeros((3, 3, 256, 256))) == ["conv_general_dilated"]
 
 
+def test_tap_dot_weight_gradients_are_off_where_xla_compiles_its_own_convolutions(monkeypatch):
+  """Traced inside xla_own_convolutions() (as the train steps are where they compile with
+  XLA's own CPU convolutions) the plain convolution's gradient is kept; outside it, and with
+  TAP_DOT_GRAD_WITH_XLA_CONVOLUTIONS=1, the tap dots apply."""
+  import jax
+  x, k = jnp.zeros((1, 8, 8, 256)), jnp.zeros((3, 3, 256, 256))
+
+  def prims():  # a new function each time: JAX caches the traces of one function
+    fn = lambda a, b: ops.conv_general_dilated(  # noqa: E731
+        a, b, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return [e.primitive.name for e in jax.make_jaxpr(fn)(x, k).jaxpr.eqns]
+  with ops.xla_own_convolutions():
+    assert not ops.tap_dot_grads_on()
+    assert prims() == ["conv_general_dilated"]
+    with ops.xla_own_convolutions(False):
+      assert prims() == ["custom_vjp_call"]
+    assert prims() == ["conv_general_dilated"]
+  assert ops.tap_dot_grads_on() and prims() == ["custom_vjp_call"]
+  monkeypatch.setattr(ops, "TAP_DOT_GRAD_WITH_XLA_CONVOLUTIONS", 1)
+  with ops.xla_own_convolutions():
+    assert prims() == ["custom_vjp_call"]
+
+
 def test_tap_dot_weight_gradients_under_shard_map_sum_over_devices():
   """A replicated 3x3 kernel meeting per-device inputs: its gradient is summed over devices."""
   import jax

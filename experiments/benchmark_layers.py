@@ -27,8 +27,8 @@ step's backward pass computes them. The shapes come from the train-mode forward 
 head included) traced with every psp_jax.models.ops rewrite off, so each is one convolution;
 ours is then `jax.vjp` of psp_jax.models.ops.conv_general_dilated (the rewrites as the layers
 get them, listed per shape), compiled and traced as the train steps are (psp_jax/xla_cpu.py's
-compiler options and ops.xla_own_convolutions where they apply), torch is `F.conv2d` and `torch.autograd.grad`. The gradients of both
-sides are checked against each other before timing.
+compiler options and ops.xla_own_convolutions where they apply), torch is `F.conv2d` and
+`torch.autograd.grad`. The gradients of both sides are checked against each other before timing.
 Cap both sides to AVX2 on an AVX-512 machine with
   XLA_FLAGS=--xla_cpu_max_isa=AVX2 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 python ...
 """

@@ -4,8 +4,8 @@
 # convolutions, TAP_DOT_GRAD_WITH_XLA_CONVOLUTIONS; 1x1 products as 2-D matrix products over the
 # pixels, PIXELS_MATMUL), on the CPU as it is ("native") or with both sides capped to AVX2:
 #
-#   bash experiments/speed_conv_grads.sh native > experiments/results/speed_conv_grads_native.md
-#   bash experiments/speed_conv_grads.sh avx2 > experiments/results/speed_conv_grads_avx2.md
+#   bash experiments/speed_conv_grads.sh native > experiments/results/speed_conv_grads_native_xeon_amx.md
+#   bash experiments/speed_conv_grads.sh avx2 > experiments/results/speed_conv_grads_avx2_xeon_amx.md
 #
 # 1. PSPNet-50's train step at 2x233x233, one device, "before" (both switches as they were) and
 #    "ours" each in its own process, alternating 3 times (one program per process);

@@ -78,8 +78,7 @@ from jax import lax
 # ad hoc, dW alone at 2x30x30: the 3x3 4096->512 head 375 ms as taps vs 301 ms, 512->512 at
 # dilation 4 37.1 vs 33.3, 256->256 at dilation 2 11.7 vs 11.0; capped to AVX2 the same: 490 vs
 # 433, 55 vs 50, 16.1 vs 14.8), so there they are off unless TAP_DOT_GRAD_WITH_XLA_CONVOLUTIONS
-# is 1 (`experiments/benchmark_core.py train_step --torch --before
-# TAP_DOT_GRAD_WITH_XLA_CONVOLUTIONS=1` measures the step both ways).
+# is 1 (`bash experiments/speed_conv_grads.sh native|avx2` measures the step both ways).
 CONV_SPLIT_MIN_CHANNELS = 2048
 CONV_SPLIT_CHUNK = 512
 POINTWISE_DOT_GRAD_MIN_WEIGHTS = 512 * 512

@@ -27,7 +27,7 @@ step's backward pass computes them. The shapes come from the train-mode forward 
 head included) traced with every psp_jax.models.ops rewrite off, so each is one convolution;
 ours is then `jax.vjp` of psp_jax.models.ops.conv_general_dilated (the rewrites as the layers
 get them, listed per shape), compiled and traced as the train steps are (psp_jax/xla_cpu.py's
-compiler options and ops.xla_own_convolutions where they apply), torch is `F.conv2d` and
+compiler options, ops.xla_own_convolutions and ops.tap_dot_grads_pay where they apply), torch is `F.conv2d` and
 `torch.autograd.grad`. The gradients of both sides are checked against each other before timing.
 Cap both sides to AVX2 on an AVX-512 machine with
   XLA_FLAGS=--xla_cpu_max_isa=AVX2 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 python ...
@@ -370,6 +370,7 @@ def main(argv=None) -> int:
   from psp_jax.models import ops  # pylint: disable=import-outside-toplevel
   train_options = xla_cpu.train_compiler_options(jax.default_backend()) if args.grad else {}
   own = args.grad and xla_cpu.train_convolutions_are_xla_own(jax.default_backend())
+  tap_dots = not args.grad or xla_cpu.tap_dot_grads_pay(jax.default_backend())
   size = _size(args.size or ("904x608" if args.model == "refine" else "233" if args.grad else "473"))
   batch = args.batch or (2 if args.grad else 1)
   fn, fargs = model_forward(args.model, size, batch, train=args.grad)
@@ -392,7 +393,7 @@ def main(argv=None) -> int:
   rows, phase_rows = [], {}
   for j, nhwc in enumerate(todo):
     if args.grad:
-      with ops.xla_own_convolutions(own):  # traced as the train steps are
+      with ops.xla_own_convolutions(own), ops.tap_dot_grads_pay(tap_dots):  # as the train steps
         phases, rewrite = grad_timers(nhwc, args.inner, first=nhwc[0][3] == first_input,
                                       compiler_options=train_options)
       ours, theirs = phases.pop("all")

@@ -16,10 +16,12 @@ UNKNOWN_MODEL = "unknown CPU"
 @dataclasses.dataclass(frozen=True)
 class CpuInfo:
   """model: the first 'model name' ('Intel(R) Xeon(R) Processor'); flags: the first 'flags'
-  line's words in its order ('fpu', ..., 'avx2', 'avx512f', ...). UNKNOWN_MODEL and () where
-  the file is missing (not Linux)."""
+  line's words in its order ('fpu', ..., 'avx2', 'avx512f', ...); vendor: the first
+  'vendor_id' ('GenuineIntel', 'AuthenticAMD'). UNKNOWN_MODEL, () and '' where the file is
+  missing (not Linux)."""
   model: str = UNKNOWN_MODEL
   flags: tuple[str, ...] = ()
+  vendor: str = ""
 
   def vector_flags(self) -> list[str]:
     """The flags speed and numerics depend on (fma, avx*, amx*), in the file's order."""
@@ -27,8 +29,8 @@ class CpuInfo:
 
 
 def parse_cpuinfo(text: str) -> CpuInfo:
-  """CpuInfo of /proc/cpuinfo's `text` (its first processor's model name and flags)."""
-  model, flags = UNKNOWN_MODEL, None
+  """CpuInfo of /proc/cpuinfo's `text` (its first processor's model name, flags and vendor)."""
+  model, flags, vendor = UNKNOWN_MODEL, None, ""
   for line in text.splitlines():
     key, _, value = line.partition(":")
     key = key.strip()
@@ -36,9 +38,11 @@ def parse_cpuinfo(text: str) -> CpuInfo:
       model = value.strip()
     elif key == "flags" and flags is None:
       flags = tuple(value.split())
-    if flags is not None and model != UNKNOWN_MODEL:
+    elif key == "vendor_id" and not vendor:
+      vendor = value.strip()
+    if flags is not None and model != UNKNOWN_MODEL and vendor:
       break
-  return CpuInfo(model=model, flags=flags or ())
+  return CpuInfo(model=model, flags=flags or (), vendor=vendor)
 
 
 def read_cpuinfo(path: str = CPUINFO) -> CpuInfo:

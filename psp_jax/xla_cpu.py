@@ -19,6 +19,10 @@ The caller's choice wins: when XLA_FLAGS sets FLAG itself (as the portable CPU s
 `psp_jax.reproducibility` does, with XLA's default, so the committed mini-scale tables rerun to
 the same bits), no option is added. Only on the CPU backend with AVX-512, and only for jaxlib releases in
 KNOWN_JAXLIB (whose XLA has the flag; checked in the 0.10.0, 0.10.1 and 0.10.2 wheels).
+
+`tap_dot_grads_pay` is the CPU's say in how the train steps trace their layers: the tap-dot
+weight gradients of psp_jax.models.ops are left off on the vendors where they lost
+(`bash experiments/speed_tap_dot_cpu_rule.sh avx2`).
 """
 from __future__ import annotations
 
@@ -111,3 +115,17 @@ def train_convolutions_are_xla_own(platform: str, environ=None,
   if given is not None:
     return not any("convolution" in name for name in given.lower().split(","))
   return bool(train_compiler_options(platform, environ, cpu_flags))
+
+
+TAP_DOT_GRAD_LOSING_VENDORS = ("AuthenticAMD",)
+
+
+def tap_dot_grads_pay(platform: str, cpu: cpu_info.CpuInfo | None = None) -> bool:
+  """Whether the layers' tap-dot weight gradients (psp_jax.models.ops) pay in a train step on
+  `platform`: not on a CPU whose vendor is in TAP_DOT_GRAD_LOSING_VENDORS (an AMD EPYC, Zen 4,
+  capped to AVX2: PSPNet-50's step 1.07-1.13x faster without them, 2026-12-08; the Intel
+  CPUs measured gained from them), True elsewhere. `cpu`: default this machine's."""
+  if platform != "cpu":
+    return True
+  cpu = cpu_info.read_cpuinfo() if cpu is None else cpu
+  return cpu.vendor not in TAP_DOT_GRAD_LOSING_VENDORS

@@ -22,12 +22,13 @@ def test_parse_takes_the_first_processors_model_and_flags_in_order():
   assert info.model == "Intel(R) Xeon(R) Processor"
   assert info.flags == ("fpu", "sse2", "fma", "avx", "avx2", "avx512f", "avx512_bf16", "amx_tile")
   assert info.vector_flags() == ["fma", "avx", "avx2", "avx512f", "avx512_bf16", "amx_tile"]
+  assert info.vendor == "GenuineIntel"
 
 
 def test_a_file_without_model_or_flags_reads_as_unknown(tmp_path):
   assert cpu_info.parse_cpuinfo("processor\t: 0\n") == cpu_info.CpuInfo()
   assert cpu_info.read_cpuinfo(str(tmp_path / "missing")) == cpu_info.CpuInfo()
-  assert cpu_info.CpuInfo().model == cpu_info.UNKNOWN_MODEL
+  assert cpu_info.CpuInfo().model == cpu_info.UNKNOWN_MODEL and cpu_info.CpuInfo().vendor == ""
 
 
 def test_reproducibility_and_xla_cpu_read_through_it(monkeypatch, tmp_path):

@@ -12,7 +12,7 @@ import pytest
 from jax import lax
 from jax.sharding import PartitionSpec as P
 
-from psp_jax import reproducibility, xla_cpu
+from psp_jax import cpu_info, reproducibility, xla_cpu
 from psp_jax.parallel import DATA_AXIS, make_mesh
 from psp_jax.train.step import compile_data_parallel
 
@@ -93,17 +93,29 @@ def _tap_conv_step(state, x):
   return {"w": state["w"] - 0.1 * lax.pmean(grad, DATA_AXIS)}, lax.pmean(value, DATA_AXIS)
 
 
-@pytest.mark.parametrize("avx512", [True, False])
-def test_the_train_step_traces_its_layers_for_the_convolutions_it_compiles_with(avx512, monkeypatch):
-  """With XLA's own convolutions (AVX-512) the step keeps the plain convolution's weight
-  gradient (a second convolution beside the forward); with jaxlib's default the tap dots replace
-  it (nine dots)."""
+@pytest.mark.parametrize("avx512, vendor, taps", [(True, "GenuineIntel", False),
+                                                  (False, "GenuineIntel", True),
+                                                  (False, "AuthenticAMD", False),
+                                                  (True, "AuthenticAMD", False)])
+def test_the_train_step_traces_its_layers_for_the_convolutions_it_compiles_with(
+    avx512, vendor, taps, monkeypatch):
+  """With XLA's own convolutions (AVX-512), or on an AMD CPU, the step keeps the plain
+  convolution's weight gradient (a second convolution beside the forward); with jaxlib's
+  default on another CPU the tap dots replace it (nine dots)."""
   monkeypatch.setattr(xla_cpu, "avx512_in_use", lambda *a: avx512)
+  monkeypatch.setattr(xla_cpu.cpu_info, "read_cpuinfo", lambda *a: cpu_info.CpuInfo(vendor=vendor))
   step = compile_data_parallel(_tap_conv_step, make_mesh(1), num_batch_args=1, donate=False)
   state, x = {"w": jnp.full((3, 3, 256, 256), 0.01)}, jnp.ones((1, 6, 6, 256))
   hlo = step.lower(state, x).as_text()
   convs, dots = hlo.count("stablehlo.convolution"), hlo.count("stablehlo.dot_general")
-  assert (convs, dots) == ((2, 0) if avx512 else (1, 9)), (convs, dots)
+  assert (convs, dots) == ((1, 9) if taps else (2, 0)), (convs, dots)
+
+
+def test_tap_dot_grads_pay_except_on_the_vendors_where_they_lost():
+  pay = xla_cpu.tap_dot_grads_pay
+  assert pay("cpu", cpu_info.CpuInfo(vendor="GenuineIntel")) and pay("cpu", cpu_info.CpuInfo())
+  assert not pay("cpu", cpu_info.CpuInfo(vendor="AuthenticAMD"))
+  assert pay("gpu", cpu_info.CpuInfo(vendor="AuthenticAMD"))  # not a CPU program
 
 
 @pytest.mark.parametrize("fusions", [xla_cpu.CPU_LIBRARY_FUSIONS, xla_cpu.XLA_DEFAULT_FUSIONS])

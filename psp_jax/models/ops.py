@@ -79,6 +79,12 @@ from jax import lax
 # dilation 4 37.1 vs 33.3, 256->256 at dilation 2 11.7 vs 11.0; capped to AVX2 the same: 490 vs
 # 433, 55 vs 50, 16.1 vs 14.8), so there they are off unless TAP_DOT_GRAD_WITH_XLA_CONVOLUTIONS
 # is 1 (`bash experiments/speed_conv_grads.sh native|avx2` measures the step both ways).
+# Under YNNPACK's convolutions they also lose on an AMD EPYC (Zen 4, capped to AVX2, 2 cores,
+# 2026-12-08: PSPNet-50's step 1.07-1.13x faster without them in five alternating rounds; the
+# head's dW as taps 817 ms against PyTorch's 485), where on an Intel Xeon without AMX they made
+# the capped step 1.44x faster. So the train steps also trace inside `tap_dot_grads_pay(False)`
+# on the CPUs psp_jax/xla_cpu.py lists (`xla_cpu.tap_dot_grads_pay`), unless
+# TAP_DOT_GRAD_CPU_RULE is 0 (the tap dots whatever the CPU).
 CONV_SPLIT_MIN_CHANNELS = 2048
 CONV_SPLIT_CHUNK = 512
 POINTWISE_DOT_GRAD_MIN_WEIGHTS = 512 * 512
@@ -88,9 +94,11 @@ TAP_DOT_GRAD_MIN_WEIGHTS = 256 * 256
 MAX_POOL_SLICES_MIN_CHANNELS = 128
 TAP_DOT_GRAD_WITH_XLA_CONVOLUTIONS = 0
 PIXELS_MATMUL = 1  # 0: the 1x1 dots as the 4-D einsums of before (see `_pixels_matmul`)
+TAP_DOT_GRAD_CPU_RULE = 1  # 0: tap-dot weight gradients on every CPU (see `tap_dot_grads_pay`)
 SWITCHES = ("CONV_SPLIT_MIN_CHANNELS", "CONV_SPLIT_CHUNK", "POINTWISE_DOT_GRAD_MIN_WEIGHTS",
             "POINTWISE_DOT_MIN_WEIGHTS", "MATERIALIZE_MIN_CHANNELS", "TAP_DOT_GRAD_MIN_WEIGHTS",
-            "MAX_POOL_SLICES_MIN_CHANNELS", "TAP_DOT_GRAD_WITH_XLA_CONVOLUTIONS", "PIXELS_MATMUL")
+            "MAX_POOL_SLICES_MIN_CHANNELS", "TAP_DOT_GRAD_WITH_XLA_CONVOLUTIONS", "PIXELS_MATMUL",
+            "TAP_DOT_GRAD_CPU_RULE")
 
 _XLA_OWN_CONVOLUTIONS = contextvars.ContextVar("xla_own_convolutions", default=False)
 
@@ -109,10 +117,26 @@ def xla_own_convolutions(enabled: bool = True):
     _XLA_OWN_CONVOLUTIONS.reset(token)
 
 
+_TAP_DOT_GRADS_PAY = contextvars.ContextVar("tap_dot_grads_pay", default=True)
+
+
+@contextlib.contextmanager
+def tap_dot_grads_pay(enabled: bool = True):
+  """Models traced inside `tap_dot_grads_pay(False)` keep the plain weight gradients on the CPU
+  they are compiled for (psp_jax/xla_cpu.py's `tap_dot_grads_pay`; the train steps trace inside
+  it), unless TAP_DOT_GRAD_CPU_RULE is 0. Read at trace time, as `xla_own_convolutions`."""
+  token = _TAP_DOT_GRADS_PAY.set(bool(enabled))
+  try:
+    yield
+  finally:
+    _TAP_DOT_GRADS_PAY.reset(token)
+
+
 def tap_dot_grads_on() -> bool:
   """Whether the tap-dot weight gradients apply to what is traced now."""
-  return bool(TAP_DOT_GRAD_MIN_WEIGHTS) and (
-      bool(TAP_DOT_GRAD_WITH_XLA_CONVOLUTIONS) or not _XLA_OWN_CONVOLUTIONS.get())
+  return (bool(TAP_DOT_GRAD_MIN_WEIGHTS)
+          and (bool(TAP_DOT_GRAD_WITH_XLA_CONVOLUTIONS) or not _XLA_OWN_CONVOLUTIONS.get())
+          and (not TAP_DOT_GRAD_CPU_RULE or _TAP_DOT_GRADS_PAY.get()))
 
 
 def parse_switches(items: Sequence[str], flag: str) -> dict[str, int]:

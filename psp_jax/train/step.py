@@ -64,15 +64,17 @@ def compile_data_parallel(local_step: Callable, mesh: Mesh, *, num_batch_args: i
   state and metrics replicated and every batch argument split over 'data' on its first axis.
   jax 0.10's shard_map does not reshard its inputs, hence the explicit in_shardings. On the CPU
   it compiles with XLA's own convolutions instead of YNNPACK's (psp_jax/xla_cpu.py) where that
-  setting applies, and traces the step inside `ops.xla_own_convolutions` then."""
+  setting applies, and traces the step inside `ops.xla_own_convolutions` then, and inside
+  `ops.tap_dot_grads_pay(xla_cpu.tap_dot_grads_pay(platform))`."""
   in_specs = (P(),) + (P(DATA_AXIS),) * num_batch_args
   sharded = jax.shard_map(local_step, mesh=mesh, in_specs=in_specs, out_specs=(P(), P()))
   platform = mesh.devices.flat[0].platform
   options = xla_cpu.train_compiler_options(platform)
   own = xla_cpu.train_convolutions_are_xla_own(platform)
+  tap_dots = xla_cpu.tap_dot_grads_pay(platform)
 
   def traced(*args):  # the model's layers know which convolutions they are compiled with
-    with ops.xla_own_convolutions(own):
+    with ops.xla_own_convolutions(own), ops.tap_dot_grads_pay(tap_dots):
       return sharded(*args)
 
   return jax.jit(traced, in_shardings=(replicated(mesh),) + (data_sharded(mesh),) * num_batch_args,

@@ -405,6 +405,28 @@ def test_tap_dot_weight_gradients_are_off_where_xla_compiles_its_own_convolution
     assert prims() == ["custom_vjp_call"]
 
 
+def test_tap_dot_weight_gradients_are_off_where_they_do_not_pay_on_the_cpu(monkeypatch):
+  """Traced inside tap_dot_grads_pay(False) (as the train steps are on the CPUs of
+  xla_cpu.tap_dot_grads_pay) the plain gradient is kept, unless TAP_DOT_GRAD_CPU_RULE is 0."""
+  import jax
+  x, k = jnp.zeros((1, 8, 8, 256)), jnp.zeros((3, 3, 256, 256))
+
+  def prims():  # a new function each time: JAX caches the traces of one function
+    fn = lambda a, b: ops.conv_general_dilated(  # noqa: E731
+        a, b, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return [e.primitive.name for e in jax.make_jaxpr(fn)(x, k).jaxpr.eqns]
+  with ops.tap_dot_grads_pay(False):
+    assert not ops.tap_dot_grads_on() and prims() == ["conv_general_dilated"]
+    with ops.tap_dot_grads_pay():
+      assert prims() == ["custom_vjp_call"]
+  assert prims() == ["custom_vjp_call"]
+  monkeypatch.setattr(ops, "TAP_DOT_GRAD_CPU_RULE", 0)
+  with ops.tap_dot_grads_pay(False):
+    assert prims() == ["custom_vjp_call"]
+  with ops.xla_own_convolutions(), ops.tap_dot_grads_pay(False):
+    assert prims() == ["conv_general_dilated"]  # XLA's own convolutions: off whatever the rule
+
+
 def test_tap_dot_weight_gradients_under_shard_map_sum_over_devices():
   """A replicated 3x3 kernel meeting per-device inputs: its gradient is summed over devices."""
   import jax

@@ -123,8 +123,9 @@ TAP_DOT_GRAD_LOSING_VENDORS = ("AuthenticAMD",)
 def tap_dot_grads_pay(platform: str, cpu: cpu_info.CpuInfo | None = None) -> bool:
   """Whether the layers' tap-dot weight gradients (psp_jax.models.ops) pay in a train step on
   `platform`: not on a CPU whose vendor is in TAP_DOT_GRAD_LOSING_VENDORS (an AMD EPYC, Zen 4,
-  capped to AVX2: PSPNet-50's step 1.07-1.13x faster without them, 2026-12-08; the Intel
-  CPUs measured gained from them), True elsewhere. `cpu`: default this machine's."""
+  capped to AVX2: PSPNet-50's step 1.07-1.13x faster without them, 2026-12-08; on an Intel
+  Xeon without AMX they made the capped step 1.44x faster), True elsewhere. `cpu`: default
+  this machine's."""
   if platform != "cpu":
     return True
   cpu = cpu_info.read_cpuinfo() if cpu is None else cpu
